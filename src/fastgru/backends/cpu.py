@@ -1,0 +1,109 @@
+"""Fused CPU backend: the time loop in C++ (csrc/gru_cpu.cpp), built once on first use.
+
+Why C++ through torch.utils.cpp_extension: per-step work must avoid PyTorch's per-op dispatch
+(5-10 us per op, which is what makes torch.nn.GRU slow on a CPU). The extension calls MKL's sgemm
+directly for the recurrent product and runs one vectorised elementwise pass per step. It is compiled
+with the machine's g++ and ninja into a cache folder the first time it is needed (about a minute);
+if that fails, `fastgru.backends.select` falls back to the pure-torch loop.
+Set FASTGRU_DISABLE_CPU_EXT=1 to skip it, FASTGRU_BUILD_VERBOSE=1 to see the compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+_SOURCE = Path(__file__).parent / "csrc" / "gru_cpu.cpp"
+_lock = threading.Lock()
+_module: ModuleType | None = None
+_error: str | None = None
+
+
+def _build_dir() -> Path:
+    root = os.environ.get("FASTGRU_BUILD_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastgru"
+    )
+    tag = f"torch{torch.__version__.replace('+', '_')}"
+    path = Path(root) / tag
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load() -> ModuleType | None:
+    """Build (first call) and import the extension; None if it cannot be built here."""
+    global _module, _error
+    if _module is not None or _error is not None:
+        return _module
+    with _lock:
+        if _module is not None or _error is not None:
+            return _module
+        if os.environ.get("FASTGRU_DISABLE_CPU_EXT"):
+            _error = "disabled by FASTGRU_DISABLE_CPU_EXT"
+            return None
+        try:
+            from torch.utils.cpp_extension import load as load_extension
+
+            _module = load_extension(
+                name="fastgru_cpu",
+                sources=[str(_SOURCE)],
+                build_directory=str(_build_dir()),
+                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
+                extra_ldflags=["-fopenmp"],
+                verbose=bool(os.environ.get("FASTGRU_BUILD_VERBOSE")),
+            )
+        except Exception as exc:  # no compiler, no ninja, headers missing...
+            _error = f"{type(exc).__name__}: {exc}"
+            _module = None
+    return _module
+
+
+def load_error() -> str | None:
+    """Why the extension is unavailable (None if it loaded or was never tried)."""
+    return _error
+
+
+def is_available(device: torch.device | None = None) -> bool:
+    return (device is None or device.type == "cpu") and load() is not None
+
+
+def _contig(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def recurrence_forward(
+    gi: Tensor,
+    h0: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+    save: bool,
+) -> tuple[Tensor, Tensor]:
+    ext = load()
+    buf, gates = ext.forward(
+        gi.contiguous(), h0.contiguous(), w_hh.contiguous(), _contig(b_hh), _contig(lengths),
+        reset_after, reverse, save,
+    )
+    return buf, gates
+
+
+def recurrence_backward(
+    dbuf: Tensor,
+    buf: Tensor,
+    gates: Tensor,
+    w_hh: Tensor,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    ext = load()
+    dgi, dgh_n, dh0 = ext.backward(
+        dbuf.contiguous(), buf, gates, w_hh.contiguous(), _contig(lengths), reset_after, reverse
+    )
+    return dgi, dgh_n, dh0

@@ -1,0 +1,338 @@
+// Fused CPU recurrence for fastgru: the sequential part of GRU forward and BPTT.
+//
+// Python does the big GEMMs (input projection before, weight gradients after); this file runs the
+// time loop: one BLAS call for the recurrent product plus one fused, vectorisable elementwise pass
+// per step, with no per-op dispatch. The contract is the one in fastgru/backends/__init__.py.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+
+extern "C" {
+// MKL / OpenBLAS Fortran entry points, exported by libtorch_cpu.
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+            const int*, const float*, const int*, const float*, float*, const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
+            const int*, const double*, const int*, const double*, double*, const int*);
+}
+
+namespace {
+
+inline void blas_gemm(char tb, int m, int n, int k, float alpha, const float* b, int ldb, const float* a,
+                      int lda, float beta, float* c, int ldc) {
+  const char ta = 'N';
+  sgemm_(&tb, &ta, &m, &n, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+inline void blas_gemm(char tb, int m, int n, int k, double alpha, const double* b, int ldb, const double* a,
+                      int lda, double beta, double* c, int ldc) {
+  const char ta = 'N';
+  dgemm_(&tb, &ta, &m, &n, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+
+// Row-major C[M,N] = A[M,K] @ op(W) (+ beta*C), op(W) = W^T when W is [N,K] (w_transposed), else W [K,N].
+template <typename T>
+void gemm_rm(int M, int N, int K, const T* A, int lda, const T* W, int ldw, bool w_transposed, T beta, T* C,
+             int ldc) {
+  if (M == 0 || N == 0) return;
+  blas_gemm(w_transposed ? 'T' : 'N', N, M, K, T(1), W, ldw, A, lda, beta, C, ldc);
+}
+
+template <typename T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+
+// Runs fn(b0, b1) over batch rows, in parallel when there is enough elementwise work.
+template <typename F>
+void for_rows(int64_t B, int64_t H, const F& fn) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(H, 1));
+  at::parallel_for(0, B, grain, fn);
+}
+
+struct Slots {
+  int64_t T;
+  bool reverse;
+  int64_t step(int64_t i) const { return reverse ? T - 1 - i : i; }  // i-th processed time step
+  int64_t in(int64_t t) const { return reverse ? t + 1 : t; }         // buf slot read by step t
+  int64_t out(int64_t t) const { return reverse ? t : t + 1; }        // buf slot written by step t
+};
+
+template <typename T>
+void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, const int64_t* len,
+                  bool reset_after, bool save, at::Tensor& buf, at::Tensor& gates, const Slots& s) {
+  const int64_t B = gi.size(1), H = w_hh.size(1), G3 = 3 * H;
+  const T* gi_p = gi.data_ptr<T>();
+  const T* w = w_hh.data_ptr<T>();
+  T* buf_p = buf.data_ptr<T>();
+  const int64_t gw = reset_after ? 4 * H : 3 * H;  // saved values per (t, b)
+  // Without saving, gate values go to a one-step scratch so the inner loops stay branch-free.
+  at::Tensor scratch = save ? at::Tensor() : at::empty({B, gw}, gi.options());
+  T* gates_p = save ? gates.data_ptr<T>() : scratch.data_ptr<T>();
+  at::Tensor gh_t = at::empty({B, G3}, gi.options());
+  at::Tensor rh_t = at::empty({B, H}, gi.options());
+  T* gh = gh_t.data_ptr<T>();
+  T* rh = rh_t.data_ptr<T>();
+
+  for (int64_t i = 0; i < s.T; ++i) {
+    const int64_t t = s.step(i);
+    const T* hp = buf_p + s.in(t) * B * H;
+    T* hn_out = buf_p + s.out(t) * B * H;
+    const T* git = gi_p + t * B * G3;
+    T* sv = save ? gates_p + t * B * gw : gates_p;
+    if (reset_after) {
+      gemm_rm<T>(B, G3, H, hp, H, w, H, true, T(0), gh, G3);
+      for_rows(B, H, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const T* g = git + b * G3;
+          const T* q = gh + b * G3;
+          const T* h = hp + b * H;
+          T* o = hn_out + b * H;
+          const bool live = len == nullptr || t < len[b];
+          if (!live) {
+            for (int64_t j = 0; j < H; ++j) o[j] = h[j];
+            continue;
+          }
+          T* sr = sv + b * gw;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T hr = q[j] + b_hh[j];
+            const T hz = q[H + j] + b_hh[H + j];
+            const T hn = q[2 * H + j] + b_hh[2 * H + j];
+            const T r = sigmoid(g[j] + hr);
+            const T z = sigmoid(g[H + j] + hz);
+            const T n = std::tanh(g[2 * H + j] + r * hn);
+            o[j] = n + z * (h[j] - n);
+            sr[j] = r;
+            sr[H + j] = z;
+            sr[2 * H + j] = n;
+            sr[3 * H + j] = hn;
+          }
+        }
+      });
+    } else {
+      gemm_rm<T>(B, 2 * H, H, hp, H, w, H, true, T(0), gh, G3);  // r, z rows of W_hh
+      for_rows(B, H, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const T* g = git + b * G3;
+          T* q = gh + b * G3;
+          const T* h = hp + b * H;
+          T* x = rh + b * H;
+          T* sr = sv + b * gw;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T r = sigmoid(g[j] + q[j] + b_hh[j]);
+            const T z = sigmoid(g[H + j] + q[H + j] + b_hh[H + j]);
+            x[j] = r * h[j];
+            q[H + j] = z;  // keep z for the second pass
+            sr[j] = r;
+            sr[H + j] = z;
+          }
+        }
+      });
+      gemm_rm<T>(B, H, H, rh, H, w + 2 * H * H, H, true, T(0), gh + 2 * H, G3);  // W_hn (r * h)
+      for_rows(B, H, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const T* g = git + b * G3;
+          const T* q = gh + b * G3;
+          const T* h = hp + b * H;
+          T* o = hn_out + b * H;
+          const bool live = len == nullptr || t < len[b];
+          if (!live) {
+            for (int64_t j = 0; j < H; ++j) o[j] = h[j];
+            continue;
+          }
+          T* sr = sv + b * gw;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T z = q[H + j];
+            const T n = std::tanh(g[2 * H + j] + q[2 * H + j] + b_hh[2 * H + j]);
+            o[j] = n + z * (h[j] - n);
+            sr[2 * H + j] = n;
+          }
+        }
+      });
+    }
+  }
+}
+
+template <typename T>
+void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tensor& gates,
+                   const at::Tensor& w_hh, const int64_t* len, bool reset_after, at::Tensor& dgi,
+                   at::Tensor& dgh_n, at::Tensor& dh0, const Slots& s) {
+  const int64_t B = buf.size(1), H = buf.size(2), G3 = 3 * H;
+  const int64_t gw = reset_after ? 4 * H : 3 * H;
+  const T* dbuf_p = dbuf.data_ptr<T>();
+  const T* buf_p = buf.data_ptr<T>();
+  const T* gates_p = gates.data_ptr<T>();
+  const T* w = w_hh.data_ptr<T>();
+  T* dgi_p = dgi.data_ptr<T>();
+  T* dghn_p = reset_after ? dgh_n.data_ptr<T>() : nullptr;
+  at::Tensor dh_t = at::zeros({B, H}, buf.options());   // gradient carried to h_{t-1}
+  at::Tensor g_t = at::empty({B, H}, buf.options());    // total gradient of h_t
+  at::Tensor tmp_t = at::empty({B, G3}, buf.options());
+  T* dh = dh_t.data_ptr<T>();
+  T* gsum = g_t.data_ptr<T>();
+  T* tmp = tmp_t.data_ptr<T>();
+
+  for (int64_t i = s.T - 1; i >= 0; --i) {
+    const int64_t t = s.step(i);
+    const T* hp = buf_p + s.in(t) * B * H;
+    const T* dout = dbuf_p + s.out(t) * B * H;
+    const T* sv = gates_p + t * B * gw;
+    T* dg = dgi_p + t * B * G3;
+    if (reset_after) {
+      T* dgn = dghn_p + t * B * H;
+      for_rows(B, H, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* d = dh + b * H;
+          const T* dy = dout + b * H;
+          T* dgb = dg + b * G3;
+          T* tb = tmp + b * G3;
+          T* dgnb = dgn + b * H;
+          const bool live = len == nullptr || t < len[b];
+          if (!live) {
+            for (int64_t j = 0; j < H; ++j) {
+              d[j] += dy[j];
+              dgb[j] = dgb[H + j] = dgb[2 * H + j] = T(0);
+              tb[j] = tb[H + j] = tb[2 * H + j] = T(0);
+              dgnb[j] = T(0);
+            }
+            continue;
+          }
+          const T* h = hp + b * H;
+          const T* sr = sv + b * gw;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T gt = d[j] + dy[j];
+            const T r = sr[j], z = sr[H + j], n = sr[2 * H + j], hn = sr[3 * H + j];
+            const T dn = gt * (T(1) - z) * (T(1) - n * n);
+            const T dz = gt * (h[j] - n) * z * (T(1) - z);
+            const T dr = dn * hn * r * (T(1) - r);
+            d[j] = gt * z;
+            dgb[j] = dr;
+            dgb[H + j] = dz;
+            dgb[2 * H + j] = dn;
+            tb[j] = dr;
+            tb[H + j] = dz;
+            tb[2 * H + j] = dn * r;
+            dgnb[j] = dn * r;
+          }
+        }
+      });
+      gemm_rm<T>(B, H, G3, tmp, G3, w, H, false, T(1), dh, H);
+    } else {
+      for_rows(B, H, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* d = dh + b * H;
+          T* gs = gsum + b * H;
+          const T* dy = dout + b * H;
+          T* dgb = dg + b * G3;
+          const bool live = len == nullptr || t < len[b];
+          if (!live) {
+            for (int64_t j = 0; j < H; ++j) {
+              gs[j] = d[j] + dy[j];
+              dgb[j] = dgb[H + j] = dgb[2 * H + j] = T(0);
+            }
+            continue;
+          }
+          const T* h = hp + b * H;
+          const T* sr = sv + b * gw;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T gt = d[j] + dy[j];
+            const T z = sr[H + j], n = sr[2 * H + j];
+            gs[j] = gt;
+            dgb[2 * H + j] = gt * (T(1) - z) * (T(1) - n * n);
+          }
+        }
+      });
+      // d(r*h) = dA_n @ W_hn, into tmp[:, :H]
+      gemm_rm<T>(B, H, H, dg + 2 * H, G3, w + 2 * H * H, H, false, T(0), tmp, G3);
+      for_rows(B, H, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* d = dh + b * H;
+          const T* gs = gsum + b * H;
+          T* dgb = dg + b * G3;
+          const bool live = len == nullptr || t < len[b];
+          if (!live) {
+            for (int64_t j = 0; j < H; ++j) d[j] = gs[j];
+            continue;
+          }
+          const T* h = hp + b * H;
+          const T* sr = sv + b * gw;
+          const T* drh = tmp + b * G3;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T r = sr[j], z = sr[H + j], n = sr[2 * H + j];
+            const T gt = gs[j];
+            dgb[j] = drh[j] * h[j] * r * (T(1) - r);
+            dgb[H + j] = gt * (h[j] - n) * z * (T(1) - z);
+            d[j] = gt * z + drh[j] * r;
+          }
+        }
+      });
+      gemm_rm<T>(B, H, 2 * H, dg, G3, w, H, false, T(1), dh, H);
+    }
+  }
+  // h0 also sits in its own buf slot, which may carry gradient of its own.
+  const T* d0 = dbuf_p + s.in(s.step(0)) * B * H;
+  T* out = dh0.data_ptr<T>();
+  for (int64_t k = 0; k < B * H; ++k) out[k] = dh[k] + d0[k];
+}
+
+void check_inputs(const at::Tensor& a, const char* name) {
+  TORCH_CHECK(a.device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(a.is_contiguous(), name, " must be contiguous");
+}
+
+const int64_t* lengths_ptr(const c10::optional<at::Tensor>& lengths) {
+  if (!lengths.has_value() || !lengths->defined()) return nullptr;
+  TORCH_CHECK(lengths->scalar_type() == at::kLong && lengths->is_contiguous(), "lengths must be contiguous int64");
+  return lengths->data_ptr<int64_t>();
+}
+
+}  // namespace
+
+std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, const at::Tensor& w_hh,
+                                const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& lengths,
+                                bool reset_after, bool reverse, bool save) {
+  check_inputs(gi, "gi");
+  check_inputs(h0, "h0");
+  check_inputs(w_hh, "w_hh");
+  const int64_t T = gi.size(0), B = gi.size(1), H = w_hh.size(1);
+  at::Tensor buf = at::empty({T + 1, B, H}, gi.options());
+  at::Tensor gates = save ? at::empty({T, B, (reset_after ? 4 : 3) * H}, gi.options()) : at::empty({0}, gi.options());
+  const Slots s{T, reverse};
+  buf.select(0, reverse ? T : 0).copy_(h0);
+  const int64_t* len = lengths_ptr(lengths);
+  AT_DISPATCH_FLOATING_TYPES(gi.scalar_type(), "fastgru_forward", [&] {
+    const bool has_bias = b_hh.has_value() && b_hh->defined();
+    at::Tensor bias = has_bias ? b_hh->contiguous() : at::zeros({3 * H}, gi.options());
+    forward_impl<scalar_t>(gi, w_hh, bias.data_ptr<scalar_t>(), len, reset_after, save, buf, gates, s);
+  });
+  return {buf, gates};
+}
+
+std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tensor& gates,
+                                 const at::Tensor& w_hh, const c10::optional<at::Tensor>& lengths,
+                                 bool reset_after, bool reverse) {
+  check_inputs(dbuf, "dbuf");
+  check_inputs(buf, "buf");
+  check_inputs(gates, "gates");
+  check_inputs(w_hh, "w_hh");
+  const int64_t T = buf.size(0) - 1, B = buf.size(1), H = buf.size(2);
+  at::Tensor dgi = at::empty({T, B, 3 * H}, buf.options());
+  at::Tensor dgh_n = reset_after ? at::empty({T, B, H}, buf.options()) : at::empty({0}, buf.options());
+  at::Tensor dh0 = at::empty({B, H}, buf.options());
+  const int64_t* len = lengths_ptr(lengths);
+  AT_DISPATCH_FLOATING_TYPES(buf.scalar_type(), "fastgru_backward", [&] {
+    backward_impl<scalar_t>(dbuf, buf, gates, w_hh, len, reset_after, dgi, dgh_n, dh0, Slots{T, reverse});
+  });
+  return {dgi, dgh_n, dh0};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "GRU recurrence forward (fused CPU)");
+  m.def("backward", &backward, "GRU recurrence backward / BPTT (fused CPU)");
+}
