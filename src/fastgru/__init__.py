@@ -1,0 +1,13 @@
+"""fastgru: exact, fast Gated Recurrent Units for PyTorch.
+
+`fastgru.nn.GRU` is a drop-in for torch.nn.GRU (same parameters, same numbers) with a hand-written
+BPTT and fused kernels; `fastgru.functional` holds the functional form; `fastgru.reference` the
+float64 oracle.
+"""
+
+from . import functional, nn, reference
+from .errors import GRUInputError
+from .nn import GRU, GRUCell
+
+__version__ = "0.1.0"
+__all__ = ["GRU", "GRUCell", "GRUInputError", "functional", "nn", "reference", "__version__"]

@@ -1,0 +1,269 @@
+"""The GRU as functions: one layer-direction as a torch.library custom op with a hand-written BPTT.
+
+`gru_layer` runs one direction of one layer. Its forward does the input projection for all steps as
+one GEMM, then the backend's recurrence (fastgru.backends), keeping only what backward needs (nothing
+at all for an inference call). Its backward walks t = T-1..0 in the backend and then forms each weight
+gradient as one large matrix product over T*B rows. `gru` stacks layers and directions like
+torch.nn.GRU. This is the only module that knows backends exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import backends
+from .validation import check_finite, check_hidden, check_input, check_lengths, check_weights
+
+Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
+
+
+def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
+    """Input projections of all T steps as one GEMM: (T, B, I) -> (T, B, 3H)."""
+    T, B, I = x.shape
+    x2 = x.reshape(T * B, I)
+    gi = torch.addmm(b_ih, x2, w_ih.t()) if b_ih is not None else x2 @ w_ih.t()
+    return gi.view(T, B, -1)
+
+
+def _gates_width(reset_after: bool, H: int) -> int:
+    return (4 if reset_after else 3) * H
+
+
+@torch.library.custom_op("fastgru::recurrence", mutates_args=())
+def _recurrence(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+    save: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor]:
+    impl = backends.select(x.device, backend)
+    gi = _project(x, w_ih, b_ih)
+    return impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save)
+
+
+@_recurrence.register_fake
+def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, save, backend):
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    gates = x.new_empty(T, B, _gates_width(reset_after, H)) if save else x.new_empty(0)
+    return x.new_empty(T + 1, B, H), gates
+
+
+@torch.library.custom_op("fastgru::recurrence_backward", mutates_args=())
+def _recurrence_backward(
+    dbuf: Tensor,
+    x: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    buf: Tensor,
+    gates: Tensor,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+    has_bias: bool,
+    need_dx: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    impl = backends.select(x.device, backend)
+    dgi, dgh_n, dh0 = impl.recurrence_backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse)
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    dg = dgi.view(T * B, 3 * H)
+    h_prev = (buf[1:] if reverse else buf[:T]).reshape(T * B, H)
+    dx = (dg @ w_ih).view(T, B, I) if need_dx else x.new_empty(0)
+    dw_ih = dg.t() @ x.reshape(T * B, I)
+    # dW_hh as two GEMMs over all T*B rows: the r, z rows pair with h_{t-1}; the n rows pair with
+    # h_{t-1} (reset_after) or r * h_{t-1} (Cho 2014).
+    dw_hh = w_hh.new_empty(3 * H, H)
+    torch.mm(dg[:, : 2 * H].t(), h_prev, out=dw_hh[: 2 * H])
+    if reset_after:
+        dn_h = dgh_n.view(T * B, H)
+        torch.mm(dn_h.t(), h_prev, out=dw_hh[2 * H :])
+    else:
+        rh = gates.view(T * B, -1)[:, :H] * h_prev
+        torch.mm(dg[:, 2 * H :].t(), rh, out=dw_hh[2 * H :])
+    if has_bias:
+        db_ih = dg.sum(0)
+        db_hh = db_ih.clone()
+        if reset_after:
+            db_hh[2 * H :] = dn_h.sum(0)
+    else:
+        db_ih = db_hh = None
+    empty = x.new_empty(0)
+    return dx, dh0, dw_ih, dw_hh, db_ih if has_bias else empty, db_hh if has_bias else x.new_empty(0)
+
+
+@_recurrence_backward.register_fake
+def _recurrence_backward_fake(
+    dbuf, x, w_ih, w_hh, buf, gates, lengths, reset_after, reverse, has_bias, need_dx, backend
+):
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    dx = x.new_empty(T, B, I) if need_dx else x.new_empty(0)
+    db = (lambda: x.new_empty(3 * H)) if has_bias else (lambda: x.new_empty(0))
+    return dx, x.new_empty(B, H), w_ih.new_empty(3 * H, I), w_hh.new_empty(3 * H, H), db(), db()
+
+
+def _setup_context(ctx, inputs, output):
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, save, backend = inputs
+    buf, gates = output
+    if not save:
+        ctx.unsaved = True
+        return
+    ctx.unsaved = False
+    ctx.save_for_backward(x, w_ih, w_hh, buf, gates, lengths)
+    ctx.flags = (reset_after, reverse, b_ih is not None, backend)
+
+
+def _backward(ctx, dbuf, dgates):
+    if ctx.unsaved:
+        raise RuntimeError("fastgru: backward through a recurrence run with save=False (an inference call)")
+    x, w_ih, w_hh, buf, gates, lengths = ctx.saved_tensors
+    reset_after, reverse, has_bias, backend = ctx.flags
+    if dbuf is None:
+        dbuf = torch.zeros_like(buf)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _recurrence_backward(
+        dbuf.contiguous(), x, w_ih, w_hh, buf, gates, lengths,
+        reset_after, reverse, has_bias, ctx.needs_input_grad[0], backend,
+    )
+    return (
+        dx if ctx.needs_input_grad[0] else None,
+        dh0,
+        dw_ih,
+        dw_hh,
+        db_ih if has_bias else None,
+        db_hh if has_bias else None,
+        None, None, None, None, None,
+    )
+
+
+torch.library.register_autograd("fastgru::recurrence", _backward, setup_context=_setup_context)
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _time_mask(lengths: Tensor, T: int, like: Tensor) -> Tensor:
+    """(T, B, 1) float mask: 1 where step t < lengths[b]."""
+    steps = torch.arange(T, device=lengths.device).unsqueeze(1)
+    return (steps < lengths.unsqueeze(0)).unsqueeze(2).to(device=like.device, dtype=like.dtype)
+
+
+def gru_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    *,
+    reset_after: bool = True,
+    reverse: bool = False,
+    lengths: Tensor | None = None,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """One GRU layer, one direction: x (T, B, I), h0 (B, H) -> (output (T, B, H), h_n (B, H)).
+
+    No argument checks (fastgru.nn.GRU and `gru` do them); lengths, if given, must be int64 (B,).
+    """
+    T = x.shape[0]
+    if lengths is not None:
+        lengths = lengths.to(device=x.device, dtype=torch.int64)
+    save = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
+    buf, _ = _recurrence(
+        x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, save, backend
+    )
+    y = buf[:T] if reverse else buf[1:]
+    h_n = buf[0] if reverse else buf[T]
+    if lengths is not None:
+        y = y * _time_mask(lengths, T, y)
+    return y, h_n.clone()
+
+
+def weight_names(num_layers: int, bidirectional: bool, bias: bool = True) -> list[str]:
+    """torch.nn.GRU's parameter names per layer-direction, comma-joined (w_ih, w_hh, b_ih, b_hh)."""
+    names = []
+    for layer in range(num_layers):
+        for suffix in ("", "_reverse")[: 2 if bidirectional else 1]:
+            parts = [f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"]
+            if bias:
+                parts += [f"bias_ih_l{layer}{suffix}", f"bias_hh_l{layer}{suffix}"]
+            names.append(",".join(parts))
+    return names
+
+
+def gru(
+    input: Tensor,
+    hx: Tensor | None,
+    weights: Sequence[Weights],
+    *,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    batch_first: bool = False,
+    dropout: float = 0.0,
+    training: bool = False,
+    reset_after: bool = True,
+    lengths: Tensor | None = None,
+    enforce_sorted: bool = False,
+    check_finite_values: bool = False,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """A stacked, optionally bidirectional GRU with torch.nn.GRU's semantics and hand-written BPTT.
+
+    input: (T, B, I), or (B, T, I) with batch_first. hx: (num_layers * dirs, B, H) or None.
+    weights: (w_ih, w_hh, b_ih, b_hh) per layer and direction (forward, then reverse); biases may be
+    None. lengths: optional (B,) integers for variable-length batches (need not be sorted).
+    Returns (output, h_n) like torch.nn.GRU. Raises fastgru.GRUInputError on bad arguments.
+    """
+    dirs = 2 if bidirectional else 1
+    if len(weights) != num_layers * dirs:
+        raise ValueError(f"weights: expected {num_layers * dirs} tuples (layers x directions), got {len(weights)}")
+    input_size = weights[0][0].shape[1]
+    hidden_size = weights[0][1].shape[1]
+    check_input(input, input_size, batch_first)
+    has_bias = weights[0][2] is not None
+    check_weights(weights, input, weight_names(num_layers, bidirectional, has_bias))
+    x = input.transpose(0, 1) if batch_first else input
+    T, B = x.shape[0], x.shape[1]
+    if hx is None:
+        hx = x.new_zeros(num_layers * dirs, B, hidden_size)
+    else:
+        check_hidden(hx, (num_layers * dirs, B, hidden_size), input)
+    if lengths is not None:
+        lengths = check_lengths(lengths, B, T, enforce_sorted)
+    if check_finite_values:
+        check_finite(input, "input")
+        check_finite(hx, "hx")
+
+    finals = []
+    layer_in = x
+    for layer in range(num_layers):
+        if layer > 0 and dropout > 0 and training:
+            layer_in = F.dropout(layer_in, dropout, training=True)
+        outs = []
+        for d in range(dirs):
+            k = layer * dirs + d
+            y, h_n = gru_layer(
+                layer_in, hx[k], *weights[k], reset_after=reset_after, reverse=d == 1,
+                lengths=lengths, backend=backend,
+            )
+            outs.append(y)
+            finals.append(h_n)
+        layer_in = outs[0] if dirs == 1 else torch.cat(outs, dim=2)
+    output = layer_in.transpose(0, 1) if batch_first else layer_in
+    h_n = torch.stack(finals)
+    if check_finite_values:
+        check_finite(output, "output (the input was finite: the weights or the recurrence overflowed)")
+    return output, h_n

@@ -1,0 +1,255 @@
+"""fastgru.nn.GRU and GRUCell: drop-ins for torch.nn.GRU / GRUCell with the same parameters.
+
+Same constructor arguments, parameter names (weight_ih_l0, bias_hh_l1_reverse, ...), return values and
+initialisation as torch, so state_dicts load both ways; plus `reset_after` (False = Cho et al. 2014),
+Keras-style initialisation, a `lengths=` argument for variable-length batches, and an opt-in
+non-finite check. The math runs in fastgru.functional (hand-written BPTT, fused backends).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .. import functional
+from ..errors import GRUInputError
+from ..validation import check_hidden
+
+INITS = ("torch", "keras")
+
+
+def _check_sizes(input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0) -> None:
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+        raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+
+
+def _init_group(w_ih: Tensor, w_hh: Tensor, biases: list[Tensor], hidden_size: int, init: str) -> None:
+    """torch: U(-1/sqrt(H), 1/sqrt(H)) everywhere. keras: glorot-uniform W_ih, orthogonal W_hh, zero biases."""
+    with torch.no_grad():
+        if init == "torch":
+            k = 1.0 / math.sqrt(hidden_size)
+            for p in (w_ih, w_hh, *biases):
+                p.uniform_(-k, k)
+        else:
+            nn.init.xavier_uniform_(w_ih)  # same limit as Keras' glorot over the whole (I, 3H) kernel
+            nn.init.orthogonal_(w_hh)
+            for b in biases:
+                b.zero_()
+
+
+class GRU(nn.Module):
+    """Multi-layer GRU, a drop-in for torch.nn.GRU (same numbers for reset_after=True).
+
+    forward(input, hx=None, lengths=None) -> (output, h_n). input: (T, B, I), (B, T, I) if
+    batch_first, (T, I) unbatched, or a PackedSequence. `lengths` (B,) runs a padded batch of
+    variable-length sequences: outputs past each length are zero, h_n is each sequence's last state.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        reset_after: bool = True,
+        init: str = "torch",
+        check_finite: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        _check_sizes(input_size, hidden_size, num_layers, dropout)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.reset_after = reset_after
+        self.init = init
+        self.check_finite = check_finite
+        self.backend = backend
+        dirs = 2 if bidirectional else 1
+        factory = {"device": device, "dtype": dtype}
+        self._flat_weights_names: list[str] = []
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else hidden_size * dirs
+            for suffix in ("", "_reverse")[:dirs]:
+                shapes = {
+                    f"weight_ih_l{layer}{suffix}": (3 * hidden_size, layer_in),
+                    f"weight_hh_l{layer}{suffix}": (3 * hidden_size, hidden_size),
+                }
+                if bias:
+                    shapes[f"bias_ih_l{layer}{suffix}"] = (3 * hidden_size,)
+                    shapes[f"bias_hh_l{layer}{suffix}"] = (3 * hidden_size,)
+                for name, shape in shapes.items():
+                    setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+                    self._flat_weights_names.append(name)
+        self.reset_parameters()
+
+    def _groups(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
+        per = 4 if self.bias else 2
+        names = self._flat_weights_names
+        groups = []
+        for i in range(0, len(names), per):
+            ws = [getattr(self, n) for n in names[i : i + per]]
+            groups.append((ws[0], ws[1], ws[2], ws[3]) if self.bias else (ws[0], ws[1], None, None))
+        return groups
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """Parameters grouped per layer-direction, as torch.nn.GRU.all_weights."""
+        return [[w for w in group if w is not None] for group in self._groups()]
+
+    def reset_parameters(self) -> None:
+        for w_ih, w_hh, b_ih, b_hh in self._groups():
+            _init_group(w_ih, w_hh, [b for b in (b_ih, b_hh) if b is not None], self.hidden_size, self.init)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        if not self.reset_after:
+            s += ", reset_after=False"
+        return s
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | None = None,
+        lengths: Tensor | None = None,
+        *,
+        enforce_sorted: bool = False,
+    ) -> tuple[Tensor | PackedSequence, Tensor]:
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise GRUInputError("lengths must be None for a PackedSequence input (it carries its own lengths)")
+            return self._forward_packed(input, hx)
+        if not isinstance(input, Tensor):
+            raise GRUInputError(f"input must be a torch.Tensor or PackedSequence, got {type(input).__name__}")
+        unbatched = input.dim() == 2
+        if unbatched:
+            if lengths is not None:
+                raise GRUInputError("lengths is for batched input; an unbatched (2-D) input is one sequence")
+            if hx is not None and hx.dim() != 2:
+                raise GRUInputError(
+                    f"for unbatched 2-D input, hx must be 2-D (num_layers * num_directions, hidden_size), "
+                    f"got shape {tuple(hx.shape)}"
+                )
+            input = input.unsqueeze(1 if not self.batch_first else 0)
+            hx = hx.unsqueeze(1) if hx is not None else None
+        output, h_n = self._run(input, hx, lengths, enforce_sorted)
+        if unbatched:
+            output = output.squeeze(1 if not self.batch_first else 0)
+            h_n = h_n.squeeze(1)
+        return output, h_n
+
+    def _run(self, input: Tensor, hx: Tensor | None, lengths: Tensor | None, enforce_sorted: bool = False):
+        return functional.gru(
+            input, hx, self._groups(),
+            num_layers=self.num_layers, bidirectional=self.bidirectional, batch_first=self.batch_first,
+            dropout=self.dropout, training=self.training, reset_after=self.reset_after, lengths=lengths,
+            enforce_sorted=enforce_sorted, check_finite_values=self.check_finite, backend=self.backend,
+        )
+
+    def _forward_packed(self, packed: PackedSequence, hx: Tensor | None) -> tuple[PackedSequence, Tensor]:
+        """Run a PackedSequence as a padded batch in its sorted order, then pack the output identically."""
+        sorted_only = PackedSequence(packed.data, packed.batch_sizes)
+        padded, lengths = pad_packed_sequence(sorted_only, batch_first=False)
+        if hx is not None and packed.sorted_indices is not None:
+            check_hidden(hx, (self._num_states(), padded.shape[1], self.hidden_size), padded)
+            hx = hx.index_select(1, packed.sorted_indices)
+        saved_batch_first = self.batch_first
+        try:
+            self.batch_first = False
+            out, h_n = self._run(padded, hx, lengths)
+        finally:
+            self.batch_first = saved_batch_first
+        data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+        if packed.unsorted_indices is not None:
+            h_n = h_n.index_select(1, packed.unsorted_indices)
+        return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), h_n
+
+    def _num_states(self) -> int:
+        return self.num_layers * (2 if self.bidirectional else 1)
+
+
+class GRUCell(nn.Module):
+    """One GRU step, a drop-in for torch.nn.GRUCell: forward(input (B, I) or (I,), hx=None) -> h'."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        reset_after: bool = True,
+        init: str = "torch",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        _check_sizes(input_size, hidden_size)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.reset_after, self.init, self.backend = reset_after, init, backend
+        factory = {"device": device, "dtype": dtype}
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        biases = [b for b in (self.bias_ih, self.bias_hh) if b is not None]
+        _init_group(self.weight_ih, self.weight_hh, biases, self.hidden_size, self.init)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if not self.reset_after:
+            s += ", reset_after=False"
+        return s
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if not isinstance(input, Tensor) or input.dim() not in (1, 2):
+            shape = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
+            raise GRUInputError(f"GRUCell: input must be 1-D (input_size,) or 2-D (batch, input_size), got {shape}")
+        unbatched = input.dim() == 1
+        x = input.unsqueeze(0) if unbatched else input
+        if hx is not None:
+            h = hx.unsqueeze(0) if unbatched and hx.dim() == 1 else hx
+            check_hidden(h, (x.shape[0], self.hidden_size), x)
+        else:
+            h = None
+        _, h_n = functional.gru(
+            x.unsqueeze(0), None if h is None else h.unsqueeze(0),
+            [(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)],
+            reset_after=self.reset_after, backend=self.backend,
+        )
+        out = h_n[0]
+        return out.squeeze(0) if unbatched else out

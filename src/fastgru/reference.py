@@ -1,0 +1,119 @@
+"""The GRU equations step by step in float64: the oracle every test compares against. Never fast.
+
+Implements DESIGN.md literally, one time step at a time, with plain torch float64 ops (autograd
+works through it, so it is also a gradient oracle). Both variants:
+    reset_after=True  (PyTorch, cuDNN, Keras default):  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    reset_after=False (Cho et al. 2014):                 n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+and h' = (1 - z) * n + z * h. Weights use PyTorch's layout: (3H, I) / (3H, H), gate order r, z, n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
+
+
+def _f64(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.to(torch.float64)
+
+
+def gru_cell(
+    x: Tensor,
+    h: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    reset_after: bool = True,
+) -> Tensor:
+    """One GRU step for a batch: x (B, I), h (B, H) -> h' (B, H), in float64."""
+    x, h, w_ih, w_hh = (t.to(torch.float64) for t in (x, h, w_ih, w_hh))
+    b_ih, b_hh = _f64(b_ih), _f64(b_hh)
+    H = h.shape[-1]
+    w_ir, w_iz, w_in = w_ih[:H], w_ih[H : 2 * H], w_ih[2 * H :]
+    w_hr, w_hz, w_hn = w_hh[:H], w_hh[H : 2 * H], w_hh[2 * H :]
+    zero = torch.zeros(3 * H, dtype=torch.float64, device=h.device)
+    b_ih = zero if b_ih is None else b_ih
+    b_hh = zero if b_hh is None else b_hh
+    b_ir, b_iz, b_in = b_ih[:H], b_ih[H : 2 * H], b_ih[2 * H :]
+    b_hr, b_hz, b_hn = b_hh[:H], b_hh[H : 2 * H], b_hh[2 * H :]
+
+    r = torch.sigmoid(x @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
+    z = torch.sigmoid(x @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
+    if reset_after:
+        n = torch.tanh(x @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
+    else:
+        n = torch.tanh(x @ w_in.T + b_in + (r * h) @ w_hn.T + b_hn)
+    return (1 - z) * n + z * h
+
+
+def gru_layer(
+    x: Tensor,
+    h0: Tensor,
+    weights: Weights,
+    reset_after: bool = True,
+    reverse: bool = False,
+    lengths: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One layer, one direction, time-major x (T, B, I) -> (outputs (T, B, H), h_n (B, H)).
+
+    With `lengths`, sequence b only has steps t < lengths[b]: its outputs after that are zero, its
+    state is not updated there, and (reverse) it starts at its own last step.
+    """
+    T = x.shape[0]
+    h = h0.to(torch.float64)
+    outputs: list[Tensor] = [torch.zeros_like(h)] * T
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    for t in order:
+        new = gru_cell(x[t], h, *weights, reset_after=reset_after)
+        if lengths is None:
+            h = new
+            outputs[t] = new
+        else:
+            live = (lengths.to(h.device) > t).unsqueeze(1)
+            h = torch.where(live, new, h)
+            outputs[t] = torch.where(live, new, torch.zeros_like(new))
+    return torch.stack(outputs), h
+
+
+def gru(
+    x: Tensor,
+    h0: Tensor | None,
+    weights: Sequence[Weights],
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    batch_first: bool = False,
+    reset_after: bool = True,
+    lengths: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """A stacked (optionally bidirectional) GRU with torch.nn.GRU's semantics, in float64.
+
+    x: (T, B, I) or (B, T, I) if batch_first; h0: (layers * dirs, B, H) or None (zeros);
+    weights: one (w_ih, w_hh, b_ih, b_hh) per layer and direction (forward, then reverse).
+    Returns (output (T, B, dirs * H) or batch-first, h_n (layers * dirs, B, H)).
+    """
+    dirs = 2 if bidirectional else 1
+    if len(weights) != num_layers * dirs:
+        raise ValueError(f"weights: expected {num_layers * dirs} (w_ih, w_hh, b_ih, b_hh) tuples, got {len(weights)}")
+    layer_in = x.to(torch.float64)
+    if batch_first:
+        layer_in = layer_in.transpose(0, 1)
+    B = layer_in.shape[1]
+    H = weights[0][1].shape[1]
+    if h0 is None:
+        h0 = torch.zeros(num_layers * dirs, B, H, dtype=torch.float64, device=x.device)
+    finals = []
+    for layer in range(num_layers):
+        outs = []
+        for d in range(dirs):
+            k = layer * dirs + d
+            y, h_n = gru_layer(layer_in, h0[k], weights[k], reset_after, reverse=d == 1, lengths=lengths)
+            outs.append(y)
+            finals.append(h_n)
+        layer_in = torch.cat(outs, dim=2)
+    output = layer_in.transpose(0, 1) if batch_first else layer_in
+    return output, torch.stack(finals)
