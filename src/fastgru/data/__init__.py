@@ -1,0 +1,1 @@
+"""Data loaders: bundled real data sets (files/), CSV/Parquet, windowing, text vocabularies."""
