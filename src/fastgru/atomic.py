@@ -1,0 +1,55 @@
+"""Atomic file writes: write a temporary file beside the target, then `os.replace` it into place.
+
+A reader (or a run killed half-way) never sees a half-written file: the target is either the old complete
+file or the new complete file. Used for checkpoints, metrics JSON, forecast CSVs and plots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success move it onto `target` atomically.
+
+    The temporary name keeps the target's suffix (matplotlib and pandas choose the format by it) unless
+    `suffix` says otherwise. On an exception the temporary file is removed and the target is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:  # flush the data to disk before the rename makes it visible
+            os.fsync(f.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `target` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    """Write `text` (UTF-8) to `target` atomically."""
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> None:
+    """Write `obj` as indented JSON to `target` atomically (NaN/inf are written as NaN/Infinity)."""
+    write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
