@@ -48,7 +48,7 @@ def _recurrence(
     backend: str,
 ) -> tuple[Tensor, Tensor]:
     impl = backends.select(x.device, backend)
-    gi = _project(x, w_ih, b_ih)
+    gi = getattr(impl, "project", _project)(x, w_ih, b_ih)  # a backend may place gi itself
     return impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save)
 
 

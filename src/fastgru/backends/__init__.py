@@ -19,6 +19,9 @@ Every backend module exposes the same two functions (the contract below) and `is
            recurrent n-gradient equals dgi[..., 2H:] and pairs with r * h_prev instead of h_prev).
     dh0:   (B, H).
     Weight gradients are NOT computed here: the caller does one large GEMM per weight over T*B rows.
+
+Optional: ``project(x, w_ih, b_ih) -> gi`` computes the input projections of all steps (one GEMM) when
+a backend wants to place gi itself; otherwise the caller does it with torch.addmm.
 """
 
 from __future__ import annotations

@@ -75,6 +75,18 @@ def _contig(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
+def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
+    """Input projections of all steps, (T, B, I) -> (T, B, 3H), into a huge-page-backed buffer."""
+    T, B, I = x.shape
+    gi = load().empty_huge([T * B, w_ih.shape[0]], x.dtype)
+    x2 = x.reshape(T * B, I)
+    if b_ih is None:
+        torch.mm(x2, w_ih.t(), out=gi)
+    else:
+        torch.addmm(b_ih, x2, w_ih.t(), out=gi)
+    return gi.view(T, B, -1)
+
+
 def recurrence_forward(
     gi: Tensor,
     h0: Tensor,

@@ -6,6 +6,12 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <dlfcn.h>
+#include <sys/mman.h>
+
+#include <type_traits>
+#include <vector>
+
 #include <cmath>
 #include <cstdint>
 
@@ -37,6 +43,61 @@ void gemm_rm(int M, int N, int K, const T* A, int lda, const T* W, int ldw, bool
   if (M == 0 || N == 0) return;
   blas_gemm(w_transposed ? 'T' : 'N', N, M, K, T(1), W, ldw, A, lda, beta, C, ldc);
 }
+
+// MKL's packed-GEMM API (looked up at run time: only MKL builds of torch export it). The recurrent
+// weight is the same matrix at every step, so packing it once per call saves re-packing it T times.
+struct PackedApi {
+  using get_size_t = size_t (*)(int, int, int, int);
+  using pack_t = void (*)(int, int, int, int, int, int, float, const float*, int, float*);
+  using compute_t = void (*)(int, int, int, int, int, int, const float*, int, const float*, int, float, float*, int);
+  get_size_t get_size = nullptr;
+  pack_t pack = nullptr;
+  compute_t compute = nullptr;
+  PackedApi() {
+    get_size = reinterpret_cast<get_size_t>(dlsym(RTLD_DEFAULT, "cblas_sgemm_pack_get_size"));
+    pack = reinterpret_cast<pack_t>(dlsym(RTLD_DEFAULT, "cblas_sgemm_pack"));
+    compute = reinterpret_cast<compute_t>(dlsym(RTLD_DEFAULT, "cblas_sgemm_compute"));
+    if (!get_size || !pack || !compute) get_size = nullptr;
+  }
+  bool ok() const { return get_size != nullptr; }
+};
+const PackedApi& packed_api() {
+  static PackedApi api;
+  return api;
+}
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kBMatrix = 162, kPacked = 151;
+
+// C[M,N] = A[M,K] @ op(W) + beta*C for a fixed W reused over many calls (packed when possible).
+template <typename T>
+class RecurrentGemm {
+ public:
+  RecurrentGemm(int M, int N, int K, const T* W, int ldw, bool w_transposed)
+      : M_(M), N_(N), K_(K), W_(W), ldw_(ldw), wt_(w_transposed) {
+    if constexpr (std::is_same_v<T, float>) {
+      const PackedApi& api = packed_api();
+      if (api.ok() && M > 0 && N > 0 && K > 0) {
+        packed_.resize(api.get_size(kBMatrix, M, N, K) / sizeof(float) + 1);
+        api.pack(kRowMajor, kBMatrix, wt_ ? kTrans : kNoTrans, M, N, K, 1.0f, W, ldw, packed_.data());
+      }
+    }
+  }
+  void operator()(const T* A, int lda, T beta, T* C, int ldc) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (!packed_.empty()) {
+        packed_api().compute(kRowMajor, kNoTrans, kPacked, M_, N_, K_, A, lda, packed_.data(), N_, beta, C, ldc);
+        return;
+      }
+    }
+    gemm_rm<T>(M_, N_, K_, A, lda, W_, ldw_, wt_, beta, C, ldc);
+  }
+
+ private:
+  int M_, N_, K_;
+  const T* W_;
+  int ldw_;
+  bool wt_;
+  std::vector<float> packed_;
+};
 
 template <typename T>
 inline T sigmoid(T x) {
@@ -73,6 +134,9 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, c
   at::Tensor rh_t = at::empty({B, H}, gi.options());
   T* gh = gh_t.data_ptr<T>();
   T* rh = rh_t.data_ptr<T>();
+  const RecurrentGemm<T> gemm_all(reset_after ? B : 0, G3, H, w, H, true);          // h @ W_hh^T
+  const RecurrentGemm<T> gemm_rz(reset_after ? 0 : B, 2 * H, H, w, H, true);         // h @ W_hr,hz^T
+  const RecurrentGemm<T> gemm_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, true);  // (r*h) @ W_hn^T
 
   for (int64_t i = 0; i < s.T; ++i) {
     const int64_t t = s.step(i);
@@ -81,7 +145,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, c
     const T* git = gi_p + t * B * G3;
     T* sv = save ? gates_p + t * B * gw : gates_p;
     if (reset_after) {
-      gemm_rm<T>(B, G3, H, hp, H, w, H, true, T(0), gh, G3);
+      gemm_all(hp, H, T(0), gh, G3);
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const T* g = git + b * G3;
@@ -111,7 +175,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, c
         }
       });
     } else {
-      gemm_rm<T>(B, 2 * H, H, hp, H, w, H, true, T(0), gh, G3);  // r, z rows of W_hh
+      gemm_rz(hp, H, T(0), gh, G3);
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const T* g = git + b * G3;
@@ -130,7 +194,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, c
           }
         }
       });
-      gemm_rm<T>(B, H, H, rh, H, w + 2 * H * H, H, true, T(0), gh + 2 * H, G3);  // W_hn (r * h)
+      gemm_n(rh, H, T(0), gh + 2 * H, G3);
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const T* g = git + b * G3;
@@ -174,6 +238,9 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   T* dh = dh_t.data_ptr<T>();
   T* gsum = g_t.data_ptr<T>();
   T* tmp = tmp_t.data_ptr<T>();
+  const RecurrentGemm<T> back_all(reset_after ? B : 0, H, G3, w, H, false);          // dG @ W_hh
+  const RecurrentGemm<T> back_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, false);  // dA_n @ W_hn
+  const RecurrentGemm<T> back_rz(reset_after ? 0 : B, H, 2 * H, w, H, false);        // dA_rz @ W_hr,hz
 
   for (int64_t i = s.T - 1; i >= 0; --i) {
     const int64_t t = s.step(i);
@@ -220,7 +287,7 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
           }
         }
       });
-      gemm_rm<T>(B, H, G3, tmp, G3, w, H, false, T(1), dh, H);
+      back_all(tmp, G3, T(1), dh, H);
     } else {
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
@@ -248,7 +315,7 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
         }
       });
       // d(r*h) = dA_n @ W_hn, into tmp[:, :H]
-      gemm_rm<T>(B, H, H, dg + 2 * H, G3, w + 2 * H * H, H, false, T(0), tmp, G3);
+      back_n(dg + 2 * H, G3, T(0), tmp, G3);
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           T* d = dh + b * H;
@@ -272,13 +339,27 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
           }
         }
       });
-      gemm_rm<T>(B, H, 2 * H, dg, G3, w, H, false, T(1), dh, H);
+      back_rz(dg, G3, T(1), dh, H);
     }
   }
   // h0 also sits in its own buf slot, which may carry gradient of its own.
   const T* d0 = dbuf_p + s.in(s.step(0)) * B * H;
   T* out = dh0.data_ptr<T>();
   for (int64_t k = 0; k < B * H; ++k) out[k] = dh[k] + d0[k];
+}
+
+// Large buffers are written once per call: ask for transparent huge pages so first-touch page faults
+// (one per 4 KiB otherwise, a large share of the time for tens of MB) happen once per 2 MiB.
+at::Tensor empty_huge(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor t = at::empty(sizes, options);
+  const size_t bytes = t.numel() * t.element_size();
+  constexpr uintptr_t kHuge = 2u << 20;
+  if (bytes >= 4 * kHuge) {
+    uintptr_t begin = (reinterpret_cast<uintptr_t>(t.data_ptr()) + kHuge - 1) & ~(kHuge - 1);
+    uintptr_t end = (reinterpret_cast<uintptr_t>(t.data_ptr()) + bytes) & ~(kHuge - 1);
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+  return t;
 }
 
 void check_inputs(const at::Tensor& a, const char* name) {
@@ -301,8 +382,8 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
   check_inputs(h0, "h0");
   check_inputs(w_hh, "w_hh");
   const int64_t T = gi.size(0), B = gi.size(1), H = w_hh.size(1);
-  at::Tensor buf = at::empty({T + 1, B, H}, gi.options());
-  at::Tensor gates = save ? at::empty({T, B, (reset_after ? 4 : 3) * H}, gi.options()) : at::empty({0}, gi.options());
+  at::Tensor buf = empty_huge({T + 1, B, H}, gi.options());
+  at::Tensor gates = save ? empty_huge({T, B, (reset_after ? 4 : 3) * H}, gi.options()) : at::empty({0}, gi.options());
   const Slots s{T, reverse};
   buf.select(0, reverse ? T : 0).copy_(h0);
   const int64_t* len = lengths_ptr(lengths);
@@ -322,8 +403,8 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   check_inputs(gates, "gates");
   check_inputs(w_hh, "w_hh");
   const int64_t T = buf.size(0) - 1, B = buf.size(1), H = buf.size(2);
-  at::Tensor dgi = at::empty({T, B, 3 * H}, buf.options());
-  at::Tensor dgh_n = reset_after ? at::empty({T, B, H}, buf.options()) : at::empty({0}, buf.options());
+  at::Tensor dgi = empty_huge({T, B, 3 * H}, buf.options());
+  at::Tensor dgh_n = reset_after ? empty_huge({T, B, H}, buf.options()) : at::empty({0}, buf.options());
   at::Tensor dh0 = at::empty({B, H}, buf.options());
   const int64_t* len = lengths_ptr(lengths);
   AT_DISPATCH_FLOATING_TYPES(buf.scalar_type(), "fastgru_backward", [&] {
@@ -333,6 +414,9 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("empty_huge", [](std::vector<int64_t> sizes, at::ScalarType dtype) {
+    return empty_huge(sizes, at::TensorOptions().dtype(dtype));
+  }, "Uninitialised CPU tensor backed by transparent huge pages where possible");
   m.def("forward", &forward, "GRU recurrence forward (fused CPU)");
   m.def("backward", &backward, "GRU recurrence backward / BPTT (fused CPU)");
 }
