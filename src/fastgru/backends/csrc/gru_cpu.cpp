@@ -65,6 +65,27 @@ const PackedApi& packed_api() {
   static PackedApi api;
   return api;
 }
+// For small per-step products, MKL's thread hand-off costs more than the arithmetic: run the time loop
+// with one MKL thread (restored on scope exit). No-op without MKL.
+class SmallGemmThreads {
+ public:
+  explicit SmallGemmThreads(double flops_per_step) {
+    using set_t = int (*)(int);
+    static set_t set_local = reinterpret_cast<set_t>(dlsym(RTLD_DEFAULT, "MKL_Set_Num_Threads_Local"));
+    if (set_local && flops_per_step < 2e6) {
+      set_ = set_local;
+      previous_ = set_local(1);
+    }
+  }
+  ~SmallGemmThreads() {
+    if (set_) set_(previous_);
+  }
+
+ private:
+  int (*set_)(int) = nullptr;
+  int previous_ = 0;
+};
+
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kBMatrix = 162, kPacked = 151;
 
 // C[M,N] = A[M,K] @ op(W) + beta*C for a fixed W reused over many calls (packed when possible).
@@ -134,6 +155,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, c
   at::Tensor rh_t = at::empty({B, H}, gi.options());
   T* gh = gh_t.data_ptr<T>();
   T* rh = rh_t.data_ptr<T>();
+  const SmallGemmThreads threads(2.0 * B * G3 * H);
   const RecurrentGemm<T> gemm_all(reset_after ? B : 0, G3, H, w, H, true);          // h @ W_hh^T
   const RecurrentGemm<T> gemm_rz(reset_after ? 0 : B, 2 * H, H, w, H, true);         // h @ W_hr,hz^T
   const RecurrentGemm<T> gemm_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, true);  // (r*h) @ W_hn^T
@@ -238,6 +260,7 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   T* dh = dh_t.data_ptr<T>();
   T* gsum = g_t.data_ptr<T>();
   T* tmp = tmp_t.data_ptr<T>();
+  const SmallGemmThreads threads(2.0 * B * G3 * H);
   const RecurrentGemm<T> back_all(reset_after ? B : 0, H, G3, w, H, false);          // dG @ W_hh
   const RecurrentGemm<T> back_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, false);  // dA_n @ W_hn
   const RecurrentGemm<T> back_rz(reset_after ? 0 : B, H, 2 * H, w, H, false);        // dA_rz @ W_hr,hz
