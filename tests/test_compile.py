@@ -4,6 +4,8 @@ import torch
 from helpers import rel_err
 
 import fastgru
+from fastgru import functional
+from fastgru.backends import PLAIN, CellSpec
 
 
 class Tagger(torch.nn.Module):
@@ -38,5 +40,10 @@ def test_opcheck_custom_op():
     args = (torch.randn(T, B, I, requires_grad=True), torch.randn(B, H, requires_grad=True),
             torch.randn(3 * H, I, requires_grad=True), torch.randn(3 * H, H, requires_grad=True),
             torch.randn(3 * H, requires_grad=True), torch.randn(3 * H, requires_grad=True),
-            None, True, False, True, "auto")
+            torch.tensor([3, 1]), None, None, True, False, True, "auto", functional._spec_key(PLAIN))
+    torch.library.opcheck(torch.ops.fastgru.recurrence.default, args)
+    rec_mask = (torch.rand(B, H) > 0.3).float() / 0.7
+    zone_mask = (torch.rand(T, B, H) > 0.5).float()
+    spec = functional._spec_key(CellSpec(gate_activation="hard_sigmoid", candidate_activation="softsign"))
+    args = (*args[:6], None, rec_mask, zone_mask, False, True, True, "auto", spec)
     torch.library.opcheck(torch.ops.fastgru.recurrence.default, args)

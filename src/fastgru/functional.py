@@ -9,6 +9,7 @@ torch.nn.GRU. This is the only module that knows backends exist.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import backends
+from .backends import PLAIN, CellSpec
 from .validation import check_finite, check_hidden, check_input, check_lengths, check_weights
 
 Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
@@ -27,6 +29,28 @@ def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
     x2 = x.reshape(T * B, I)
     gi = torch.addmm(b_ih, x2, w_ih.t()) if b_ih is not None else x2 @ w_ih.t()
     return gi.view(T, B, -1)
+
+
+def _spec_key(spec: CellSpec) -> str:
+    """CellSpec as a string, so it can pass through the custom op's schema (traceable by dynamo)."""
+    return (
+        f"{spec.gate_activation},{spec.candidate_activation},{spec.hard_sigmoid_alpha!r},"
+        f"{spec.hard_sigmoid_beta!r},{spec.zoneout!r}"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _spec_from_key(key: str) -> CellSpec:
+    gate, cand, alpha, beta, zoneout = key.split(",")
+    return CellSpec(gate, cand, float(alpha), float(beta), float(zoneout))
+
+
+def _backend_and_options(device: torch.device, backend: str, spec_key: str, rec_mask, zone_mask):
+    """The backend for this call and the cell-option keywords to pass it (none for a plain GRU)."""
+    spec = _spec_from_key(spec_key)
+    if spec.plain and rec_mask is None and zone_mask is None:
+        return backends.select(device, backend), {}
+    return backends.select(device, backend, plain=False), dict(rec_mask=rec_mask, zone_mask=zone_mask, spec=spec)
 
 
 def _gates_width(reset_after: bool, H: int) -> int:
@@ -42,18 +66,22 @@ def _recurrence(
     b_ih: Tensor | None,
     b_hh: Tensor | None,
     lengths: Tensor | None,
+    rec_mask: Tensor | None,
+    zone_mask: Tensor | None,
     reset_after: bool,
     reverse: bool,
     save: bool,
     backend: str,
+    spec: str,
 ) -> tuple[Tensor, Tensor]:
-    impl = backends.select(x.device, backend)
+    impl, options = _backend_and_options(x.device, backend, spec, rec_mask, zone_mask)
     gi = getattr(impl, "project", _project)(x, w_ih, b_ih)  # a backend may place gi itself
-    return impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save)
+    return impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, **options)
 
 
 @_recurrence.register_fake
-def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, save, backend):
+def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rec_mask, zone_mask, reset_after, reverse, save, backend,
+                     spec):
     T, B, _ = x.shape
     H = w_hh.shape[1]
     gates = x.new_empty(T, B, _gates_width(reset_after, H)) if save else x.new_empty(0)
@@ -69,18 +97,24 @@ def _recurrence_backward(
     buf: Tensor,
     gates: Tensor,
     lengths: Tensor | None,
+    rec_mask: Tensor | None,
+    zone_mask: Tensor | None,
     reset_after: bool,
     reverse: bool,
     has_bias: bool,
     need_dx: bool,
     backend: str,
+    spec: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    impl = backends.select(x.device, backend)
-    dgi, dgh_n, dh0 = impl.recurrence_backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse)
+    impl, options = _backend_and_options(x.device, backend, spec, rec_mask, zone_mask)
+    dgi, dgh_n, dh0 = impl.recurrence_backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, **options)
     T, B, I = x.shape
     H = w_hh.shape[1]
     dg = dgi.view(T * B, 3 * H)
-    h_prev = (buf[1:] if reverse else buf[:T]).reshape(T * B, H)
+    h_prev = buf[1:] if reverse else buf[:T]
+    if rec_mask is not None:  # the cell saw h_{t-1} * mask
+        h_prev = h_prev * rec_mask
+    h_prev = h_prev.reshape(T * B, H)
     dx = (dg @ w_ih).view(T, B, I) if need_dx else x.new_empty(0)
     dw_ih = dg.t() @ x.reshape(T * B, I)
     # dW_hh as two GEMMs over all T*B rows: the r, z rows pair with h_{t-1}; the n rows pair with
@@ -106,7 +140,8 @@ def _recurrence_backward(
 
 @_recurrence_backward.register_fake
 def _recurrence_backward_fake(
-    dbuf, x, w_ih, w_hh, buf, gates, lengths, reset_after, reverse, has_bias, need_dx, backend
+    dbuf, x, w_ih, w_hh, buf, gates, lengths, rec_mask, zone_mask, reset_after, reverse, has_bias, need_dx, backend,
+    spec,
 ):
     T, B, I = x.shape
     H = w_hh.shape[1]
@@ -116,26 +151,26 @@ def _recurrence_backward_fake(
 
 
 def _setup_context(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, save, backend = inputs
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rec_mask, zone_mask, reset_after, reverse, save, backend, spec = inputs
     buf, gates = output
     if not save:
         ctx.unsaved = True
         return
     ctx.unsaved = False
-    ctx.save_for_backward(x, w_ih, w_hh, buf, gates, lengths)
-    ctx.flags = (reset_after, reverse, b_ih is not None, backend)
+    ctx.save_for_backward(x, w_ih, w_hh, buf, gates, lengths, rec_mask, zone_mask)
+    ctx.flags = (reset_after, reverse, b_ih is not None, backend, spec)
 
 
 def _backward(ctx, dbuf, dgates):
     if ctx.unsaved:
         raise RuntimeError("fastgru: backward through a recurrence run with save=False (an inference call)")
-    x, w_ih, w_hh, buf, gates, lengths = ctx.saved_tensors
-    reset_after, reverse, has_bias, backend = ctx.flags
+    x, w_ih, w_hh, buf, gates, lengths, rec_mask, zone_mask = ctx.saved_tensors
+    reset_after, reverse, has_bias, backend, spec = ctx.flags
     if dbuf is None:
         dbuf = torch.zeros_like(buf)
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _recurrence_backward(
-        dbuf.contiguous(), x, w_ih, w_hh, buf, gates, lengths,
-        reset_after, reverse, has_bias, ctx.needs_input_grad[0], backend,
+        dbuf.contiguous(), x, w_ih, w_hh, buf, gates, lengths, rec_mask, zone_mask,
+        reset_after, reverse, has_bias, ctx.needs_input_grad[0], backend, spec,
     )
     return (
         dx if ctx.needs_input_grad[0] else None,
@@ -144,7 +179,7 @@ def _backward(ctx, dbuf, dgates):
         dw_hh,
         db_ih if has_bias else None,
         db_hh if has_bias else None,
-        None, None, None, None, None,
+        None, None, None, None, None, None, None, None,
     )
 
 
@@ -173,17 +208,24 @@ def gru_layer(
     reverse: bool = False,
     lengths: Tensor | None = None,
     backend: str = "auto",
+    rec_mask: Tensor | None = None,
+    zone_mask: Tensor | None = None,
+    spec: CellSpec = PLAIN,
 ) -> tuple[Tensor, Tensor]:
     """One GRU layer, one direction: x (T, B, I), h0 (B, H) -> (output (T, B, H), h_n (B, H)).
 
     No argument checks (fastgru.nn.GRU and `gru` do them); lengths, if given, must be int64 (B,).
+    rec_mask (B, H): recurrent-dropout mask (the cell sees h_{t-1} * rec_mask); zone_mask (T, B, H):
+    zoneout keep-mask; spec: activations and eval-mode zoneout (see fastgru.backends.CellSpec).
     """
     T = x.shape[0]
     if lengths is not None:
         lengths = lengths.to(device=x.device, dtype=torch.int64)
     save = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
     buf, _ = _recurrence(
-        x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths, reset_after, reverse, save, backend
+        x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths,
+        None if rec_mask is None else rec_mask.contiguous(), None if zone_mask is None else zone_mask.contiguous(),
+        reset_after, reverse, save, backend, _spec_key(spec),
     )
     y = buf[:T] if reverse else buf[1:]
     h_n = buf[0] if reverse else buf[T]

@@ -20,23 +20,72 @@ Every backend module exposes the same two functions (the contract below) and `is
     dh0:   (B, H).
     Weight gradients are NOT computed here: the caller does one large GEMM per weight over T*B rows.
 
+Cell options (keyword arguments of both functions; backends that set SUPPORTS_CELL_OPTIONS = True
+honour them, `select(..., plain=False)` skips the others):
+    rec_mask:  (B, H) recurrent-dropout mask, one per sequence: the cell sees h_{t-1} * rec_mask
+               (Keras' recurrent_dropout semantics).
+    zone_mask: (T, B, H) zoneout keep-mask (1 = keep the previous value), training mode.
+    spec:      a CellSpec: activations, hard-sigmoid slope/offset, zoneout probability for eval mode
+               (h_t = p h_{t-1} + (1 - p) cell(h_{t-1}) when zone_mask is None).
+
 Optional: ``project(x, w_ih, b_ih) -> gi`` computes the input projections of all steps (one GEMM) when
 a backend wants to place gi itself; otherwise the caller does it with torch.addmm.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
 
 BACKENDS = ("auto", "cpu", "torch", "triton")
+ACTIVATIONS = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "relu": 3, "softsign": 4}
+GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
 
 
-def select(device: torch.device, name: str = "auto") -> ModuleType:
-    """Return the backend module for `device`; `name` forces one ('cpu', 'torch', 'triton')."""
+@dataclass(frozen=True)
+class CellSpec:
+    """What the cell computes beyond the plain GRU equations; the defaults are the plain GRU."""
+
+    gate_activation: str = "sigmoid"
+    candidate_activation: str = "tanh"
+    hard_sigmoid_alpha: float = 0.2  # hard_sigmoid(x) = clamp(alpha * x + beta, 0, 1) (ONNX default;
+    hard_sigmoid_beta: float = 0.5  # Keras 3 uses alpha = 1/6)
+    zoneout: float = 0.0  # eval-mode zoneout probability
+
+    def __post_init__(self) -> None:
+        if self.gate_activation not in GATE_ACTIVATIONS:
+            raise ValueError(f"gate_activation must be one of {GATE_ACTIVATIONS}, got {self.gate_activation!r}")
+        if self.candidate_activation not in ACTIVATIONS:
+            raise ValueError(
+                f"candidate_activation must be one of {tuple(ACTIVATIONS)}, got {self.candidate_activation!r}"
+            )
+        if not 0.0 <= self.zoneout < 1.0:
+            raise ValueError(f"zoneout must be in [0, 1), got {self.zoneout!r}")
+
+    @property
+    def plain(self) -> bool:
+        return self == PLAIN
+
+
+PLAIN = CellSpec()
+
+
+def select(device: torch.device, name: str = "auto", plain: bool = True) -> ModuleType:
+    """Return the backend module for `device`; `name` forces one ('cpu', 'torch', 'triton').
+
+    plain=False asks for a backend that supports the cell options (masks, activations, zoneout).
+    """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if not plain and name == "triton":
+        raise RuntimeError(
+            "backend='triton' does not support cell options yet (recurrent dropout, zoneout, activations, "
+            "layer norm); use backend='auto'"
+        )
+    if not plain and name == "auto" and device.type != "cpu":
+        name = "torch"
     if name == "torch":
         from . import torch_loop
 
@@ -51,7 +100,8 @@ def select(device: torch.device, name: str = "auto") -> ModuleType:
                     f"({exc}); install fastgru[gpu] or use backend='auto'"
                 ) from exc
         else:
-            if triton_backend.is_available(device):
+            available = getattr(triton_backend, "is_available", None)  # absent while the package is partial
+            if available is not None and available(device):
                 return triton_backend
             if name == "triton":
                 raise RuntimeError(f"backend='triton' needs a CUDA device with Triton; got device {device}")

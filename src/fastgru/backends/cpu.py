@@ -18,6 +18,10 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
+from . import ACTIVATIONS, PLAIN, CellSpec
+
+SUPPORTS_CELL_OPTIONS = True
+
 _SOURCE = Path(__file__).parent / "csrc" / "gru_cpu.cpp"
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -75,6 +79,15 @@ def _contig(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
 
+def _options(rec_mask: Tensor | None, zone_mask: Tensor | None, spec: CellSpec) -> tuple:
+    """The kernel's trailing arguments for the cell options."""
+    return (
+        _contig(rec_mask), _contig(zone_mask), float(spec.zoneout),
+        ACTIVATIONS[spec.gate_activation], ACTIVATIONS[spec.candidate_activation],
+        float(spec.hard_sigmoid_alpha), float(spec.hard_sigmoid_beta),
+    )
+
+
 def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
     """Input projections of all steps, (T, B, I) -> (T, B, 3H), into a huge-page-backed buffer."""
     T, B, I = x.shape
@@ -96,11 +109,15 @@ def recurrence_forward(
     reset_after: bool,
     reverse: bool,
     save: bool,
+    *,
+    rec_mask: Tensor | None = None,
+    zone_mask: Tensor | None = None,
+    spec: CellSpec = PLAIN,
 ) -> tuple[Tensor, Tensor]:
     ext = load()
     buf, gates = ext.forward(
         gi.contiguous(), h0.contiguous(), w_hh.contiguous(), _contig(b_hh), _contig(lengths),
-        reset_after, reverse, save,
+        reset_after, reverse, save, *_options(rec_mask, zone_mask, spec),
     )
     return buf, gates
 
@@ -113,9 +130,14 @@ def recurrence_backward(
     lengths: Tensor | None,
     reset_after: bool,
     reverse: bool,
+    *,
+    rec_mask: Tensor | None = None,
+    zone_mask: Tensor | None = None,
+    spec: CellSpec = PLAIN,
 ) -> tuple[Tensor, Tensor, Tensor]:
     ext = load()
     dgi, dgh_n, dh0 = ext.backward(
-        dbuf.contiguous(), buf, gates, w_hh.contiguous(), _contig(lengths), reset_after, reverse
+        dbuf.contiguous(), buf, gates, w_hh.contiguous(), _contig(lengths), reset_after, reverse,
+        *_options(rec_mask, zone_mask, spec),
     )
     return dgi, dgh_n, dh0

@@ -1,6 +1,7 @@
 """Pure-PyTorch backend: the recurrence as a Python loop of torch ops (any device, any dtype).
 
-Always available; the fused backends are tested against it. Same contract as `fastgru.backends`.
+Always available; the fused backends are tested against it. Same contract as `fastgru.backends`,
+including the cell options (masks, zoneout, activations).
 """
 
 from __future__ import annotations
@@ -8,9 +9,34 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import PLAIN, CellSpec
+
+SUPPORTS_CELL_OPTIONS = True
+
 
 def is_available(device: torch.device | None = None) -> bool:
     return True
+
+
+def activation(name: str, spec: CellSpec):
+    """The activation function `name` (hard_sigmoid uses the spec's slope and offset)."""
+    if name == "hard_sigmoid":
+        return lambda v: torch.clamp(spec.hard_sigmoid_alpha * v + spec.hard_sigmoid_beta, 0, 1)
+    return {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+            "softsign": lambda v: v / (1 + v.abs())}[name]
+
+
+def activation_grad(name: str, y: Tensor, spec: CellSpec) -> Tensor:
+    """d act / dx expressed through the output y = act(x)."""
+    if name == "sigmoid":
+        return y * (1 - y)
+    if name == "hard_sigmoid":
+        return ((y > 0) & (y < 1)).to(y.dtype) * spec.hard_sigmoid_alpha
+    if name == "tanh":
+        return 1 - y * y
+    if name == "relu":
+        return (y > 0).to(y.dtype)
+    return (1 - y.abs()) ** 2  # softsign
 
 
 def _slots(T: int, reverse: bool):
@@ -24,6 +50,10 @@ def _live_mask(lengths: Tensor | None, t: int, dtype: torch.dtype) -> Tensor | N
     return None if lengths is None else (lengths > t).to(dtype).unsqueeze(1)
 
 
+def _keep(zone_mask: Tensor | None, spec: CellSpec, t: int) -> Tensor | float:
+    return zone_mask[t] if zone_mask is not None else spec.zoneout
+
+
 def recurrence_forward(
     gi: Tensor,
     h0: Tensor,
@@ -33,28 +63,36 @@ def recurrence_forward(
     reset_after: bool,
     reverse: bool,
     save: bool,
+    *,
+    rec_mask: Tensor | None = None,
+    zone_mask: Tensor | None = None,
+    spec: CellSpec = PLAIN,
 ) -> tuple[Tensor, Tensor]:
     T, B, _ = gi.shape
     H = w_hh.shape[1]
+    gate, cand = activation(spec.gate_activation, spec), activation(spec.candidate_activation, spec)
     buf = gi.new_empty(T + 1, B, H)
     buf[T if reverse else 0] = h0
     gates = gi.new_empty(T, B, (4 if reset_after else 3) * H) if save else gi.new_empty(0)
     bias = b_hh if b_hh is not None else gi.new_zeros(3 * H)
     for t, i, o in _slots(T, reverse):
         h = buf[i]
+        hm = h if rec_mask is None else h * rec_mask
         g = gi[t]
         if reset_after:
-            gh = torch.addmm(bias, h, w_hh.t())
-            r = torch.sigmoid(g[:, :H] + gh[:, :H])
-            z = torch.sigmoid(g[:, H : 2 * H] + gh[:, H : 2 * H])
+            gh = torch.addmm(bias, hm, w_hh.t())
+            r = gate(g[:, :H] + gh[:, :H])
+            z = gate(g[:, H : 2 * H] + gh[:, H : 2 * H])
             hn = gh[:, 2 * H :]
-            n = torch.tanh(g[:, 2 * H :] + r * hn)
+            n = cand(g[:, 2 * H :] + r * hn)
         else:
-            gh = torch.addmm(bias[: 2 * H], h, w_hh[: 2 * H].t())
-            r = torch.sigmoid(g[:, :H] + gh[:, :H])
-            z = torch.sigmoid(g[:, H : 2 * H] + gh[:, H:])
-            n = torch.tanh(g[:, 2 * H :] + torch.addmm(bias[2 * H :], r * h, w_hh[2 * H :].t()))
-        new = n + z * (h - n)
+            gh = torch.addmm(bias[: 2 * H], hm, w_hh[: 2 * H].t())
+            r = gate(g[:, :H] + gh[:, :H])
+            z = gate(g[:, H : 2 * H] + gh[:, H:])
+            n = cand(g[:, 2 * H :] + torch.addmm(bias[2 * H :], r * hm, w_hh[2 * H :].t()))
+        new = n + z * (hm - n)
+        k = _keep(zone_mask, spec, t)
+        new = k * h + (1 - k) * new
         m = _live_mask(lengths, t, h.dtype)
         buf[o] = new if m is None else torch.lerp(h, new, m)
         if save:
@@ -71,33 +109,41 @@ def recurrence_backward(
     lengths: Tensor | None,
     reset_after: bool,
     reverse: bool,
+    *,
+    rec_mask: Tensor | None = None,
+    zone_mask: Tensor | None = None,
+    spec: CellSpec = PLAIN,
 ) -> tuple[Tensor, Tensor, Tensor]:
     T, B, H = buf.shape[0] - 1, buf.shape[1], buf.shape[2]
+    ga, ca = spec.gate_activation, spec.candidate_activation
     dgi = buf.new_empty(T, B, 3 * H)
     dgh_n = buf.new_empty(T, B, H) if reset_after else buf.new_empty(0)
     dh = torch.zeros_like(buf[0])
     steps = list(_slots(T, reverse))
     for t, i, o in reversed(steps):
         h = buf[i]
+        hm = h if rec_mask is None else h * rec_mask
         g = dh + dbuf[o]
         r, z, n = gates[t, :, :H], gates[t, :, H : 2 * H], gates[t, :, 2 * H : 3 * H]
         m = _live_mask(lengths, t, h.dtype)
+        passthrough = 0 if m is None else g * (1 - m)  # skipped steps hand their gradient straight back
         if m is not None:
-            keep = g * (1 - m)  # masked rows pass their gradient straight through
             g = g * m
-        dn = g * (1 - z) * (1 - n * n)
-        dz = g * (h - n) * z * (1 - z)
+        k = _keep(zone_mask, spec, t)
+        direct = g * k
+        g = g * (1 - k)
+        dn = g * (1 - z) * activation_grad(ca, n, spec)
+        dz = g * (hm - n) * activation_grad(ga, z, spec)
         if reset_after:
             hn = gates[t, :, 3 * H :]
-            dr = dn * hn * r * (1 - r)
+            dr = dn * hn * activation_grad(ga, r, spec)
             dgh_n[t] = dn * r
-            dh = g * z + torch.cat((dr, dz, dn * r), dim=1) @ w_hh
+            dhm = g * z + torch.cat((dr, dz, dn * r), dim=1) @ w_hh
         else:
             drh = dn @ w_hh[2 * H :]
-            dr = drh * h * r * (1 - r)
-            dh = g * z + drh * r + torch.cat((dr, dz), dim=1) @ w_hh[: 2 * H]
+            dr = drh * hm * activation_grad(ga, r, spec)
+            dhm = g * z + drh * r + torch.cat((dr, dz), dim=1) @ w_hh[: 2 * H]
         torch.cat((dr, dz, dn), dim=1, out=dgi[t])
-        if m is not None:
-            dh = dh + keep
+        dh = passthrough + direct + (dhm if rec_mask is None else dhm * rec_mask)
     first_in = steps[0][1]
     return dgi, dgh_n, dh + dbuf[first_in]

@@ -120,9 +120,40 @@ class RecurrentGemm {
   std::vector<float> packed_;
 };
 
+// Activations, selected at compile time so the inner loops vectorise. Derivatives are taken from the
+// activation's output y, which is what forward saves.
+enum Act : int { kSigmoid = 0, kHardSigmoid = 1, kTanh = 2, kRelu = 3, kSoftsign = 4 };
+
 template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
+struct Cell {
+  const T* b_hh;       // (3H), zeros when the layer has no bias
+  const int64_t* len;  // (B) or null
+  const T* rec_mask;   // (B, H) recurrent-dropout mask, one per sequence, or null
+  const T* zone_mask;  // (T, B, H) zoneout keep-mask (training) or null
+  T zone_p;            // zoneout keep probability used when zone_mask is null (eval); 0 = off
+  T hs_alpha, hs_beta; // hard_sigmoid(x) = clamp(alpha * x + beta, 0, 1)
+  bool zoneout() const { return zone_mask != nullptr || zone_p != T(0); }
+  T keep(int64_t t, int64_t B, int64_t H, int64_t b, int64_t j) const {
+    return zone_mask ? zone_mask[(t * B + b) * H + j] : zone_p;
+  }
+};
+
+template <int A, typename T>
+inline T act(T x, const Cell<T>& c) {
+  if constexpr (A == kSigmoid) return T(1) / (T(1) + std::exp(-x));
+  if constexpr (A == kHardSigmoid) return std::min(T(1), std::max(T(0), c.hs_alpha * x + c.hs_beta));
+  if constexpr (A == kTanh) return std::tanh(x);
+  if constexpr (A == kRelu) return std::max(T(0), x);
+  if constexpr (A == kSoftsign) return x / (T(1) + std::abs(x));
+}
+
+template <int A, typename T>
+inline T dact(T y, const Cell<T>& c) {
+  if constexpr (A == kSigmoid) return y * (T(1) - y);
+  if constexpr (A == kHardSigmoid) return (y > T(0) && y < T(1)) ? c.hs_alpha : T(0);
+  if constexpr (A == kTanh) return T(1) - y * y;
+  if constexpr (A == kRelu) return y > T(0) ? T(1) : T(0);
+  if constexpr (A == kSoftsign) return (T(1) - std::abs(y)) * (T(1) - std::abs(y));
 }
 
 // Runs fn(b0, b1) over batch rows, in parallel when there is enough elementwise work.
@@ -140,12 +171,15 @@ struct Slots {
   int64_t out(int64_t t) const { return reverse ? t : t + 1; }        // buf slot written by step t
 };
 
-template <typename T>
-void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, const int64_t* len,
-                  bool reset_after, bool save, at::Tensor& buf, at::Tensor& gates, const Slots& s) {
+// Forward of one layer-direction. With recurrent dropout the cell sees hm = h_{t-1} * mask (Keras'
+// recurrent_dropout semantics); zoneout then mixes h_t = k * h_{t-1} + (1 - k) * cell(hm).
+template <typename T, int GA, int CA>
+void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c, bool reset_after, bool save,
+                  at::Tensor& buf, at::Tensor& gates, const Slots& s) {
   const int64_t B = gi.size(1), H = w_hh.size(1), G3 = 3 * H;
   const T* gi_p = gi.data_ptr<T>();
   const T* w = w_hh.data_ptr<T>();
+  const T* bh = c.b_hh;
   T* buf_p = buf.data_ptr<T>();
   const int64_t gw = reset_after ? 4 * H : 3 * H;  // saved values per (t, b)
   // Without saving, gate values go to a one-step scratch so the inner loops stay branch-free.
@@ -153,8 +187,10 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, c
   T* gates_p = save ? gates.data_ptr<T>() : scratch.data_ptr<T>();
   at::Tensor gh_t = at::empty({B, G3}, gi.options());
   at::Tensor rh_t = at::empty({B, H}, gi.options());
+  at::Tensor hm_t = c.rec_mask ? at::empty({B, H}, gi.options()) : at::Tensor();
   T* gh = gh_t.data_ptr<T>();
   T* rh = rh_t.data_ptr<T>();
+  T* hm_buf = c.rec_mask ? hm_t.data_ptr<T>() : nullptr;
   const SmallGemmThreads threads(2.0 * B * G3 * H);
   const RecurrentGemm<T> gemm_all(reset_after ? B : 0, G3, H, w, H, true);          // h @ W_hh^T
   const RecurrentGemm<T> gemm_rz(reset_after ? 0 : B, 2 * H, H, w, H, true);         // h @ W_hr,hz^T
@@ -163,52 +199,68 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, c
   for (int64_t i = 0; i < s.T; ++i) {
     const int64_t t = s.step(i);
     const T* hp = buf_p + s.in(t) * B * H;
-    T* hn_out = buf_p + s.out(t) * B * H;
+    T* h_out = buf_p + s.out(t) * B * H;
     const T* git = gi_p + t * B * G3;
     T* sv = save ? gates_p + t * B * gw : gates_p;
+    const T* hm = hp;  // the state the cell sees
+    if (c.rec_mask) {
+      for (int64_t k = 0; k < B * H; ++k) hm_buf[k] = hp[k] * c.rec_mask[k];
+      hm = hm_buf;
+    }
+    // Final mix for row b: zoneout and lengths. `cand` holds the cell's output for the row.
+    auto finish = [&](int64_t b, const T* cand) {
+      const T* h = hp + b * H;
+      T* o = h_out + b * H;
+      if (c.len && t >= c.len[b]) {
+        for (int64_t j = 0; j < H; ++j) o[j] = h[j];
+      } else if (c.zoneout()) {
+        for (int64_t j = 0; j < H; ++j) {
+          const T k = c.keep(t, B, H, b, j);
+          o[j] = k * h[j] + (T(1) - k) * cand[j];
+        }
+      } else if (cand != o) {
+        for (int64_t j = 0; j < H; ++j) o[j] = cand[j];
+      }
+    };
+    // With zoneout or lengths the cell output goes to a row of rh first, else straight to h_out.
+    const bool staged = c.zoneout() || c.len;
     if (reset_after) {
-      gemm_all(hp, H, T(0), gh, G3);
+      gemm_all(hm, H, T(0), gh, G3);
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const T* g = git + b * G3;
           const T* q = gh + b * G3;
-          const T* h = hp + b * H;
-          T* o = hn_out + b * H;
-          const bool live = len == nullptr || t < len[b];
-          if (!live) {
-            for (int64_t j = 0; j < H; ++j) o[j] = h[j];
-            continue;
-          }
+          const T* h = hm + b * H;
+          T* o = staged ? rh + b * H : h_out + b * H;
           T* sr = sv + b * gw;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
-            const T hr = q[j] + b_hh[j];
-            const T hz = q[H + j] + b_hh[H + j];
-            const T hn = q[2 * H + j] + b_hh[2 * H + j];
-            const T r = sigmoid(g[j] + hr);
-            const T z = sigmoid(g[H + j] + hz);
-            const T n = std::tanh(g[2 * H + j] + r * hn);
+            const T hn = q[2 * H + j] + bh[2 * H + j];
+            const T r = act<GA>(g[j] + q[j] + bh[j], c);
+            const T z = act<GA>(g[H + j] + q[H + j] + bh[H + j], c);
+            const T n = act<CA>(g[2 * H + j] + r * hn, c);
             o[j] = n + z * (h[j] - n);
             sr[j] = r;
             sr[H + j] = z;
             sr[2 * H + j] = n;
             sr[3 * H + j] = hn;
           }
+          finish(b, o);
         }
       });
     } else {
-      gemm_rz(hp, H, T(0), gh, G3);
+      gemm_rz(hm, H, T(0), gh, G3);
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const T* g = git + b * G3;
           T* q = gh + b * G3;
-          const T* h = hp + b * H;
+          const T* h = hm + b * H;
           T* x = rh + b * H;
           T* sr = sv + b * gw;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
-            const T r = sigmoid(g[j] + q[j] + b_hh[j]);
-            const T z = sigmoid(g[H + j] + q[H + j] + b_hh[H + j]);
+            const T r = act<GA>(g[j] + q[j] + bh[j], c);
+            const T z = act<GA>(g[H + j] + q[H + j] + bh[H + j], c);
             x[j] = r * h[j];
             q[H + j] = z;  // keep z for the second pass
             sr[j] = r;
@@ -221,30 +273,27 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const T* b_hh, c
         for (int64_t b = b0; b < b1; ++b) {
           const T* g = git + b * G3;
           const T* q = gh + b * G3;
-          const T* h = hp + b * H;
-          T* o = hn_out + b * H;
-          const bool live = len == nullptr || t < len[b];
-          if (!live) {
-            for (int64_t j = 0; j < H; ++j) o[j] = h[j];
-            continue;
-          }
+          const T* h = hm + b * H;
+          T* o = staged ? rh + b * H : h_out + b * H;
           T* sr = sv + b * gw;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
             const T z = q[H + j];
-            const T n = std::tanh(g[2 * H + j] + q[2 * H + j] + b_hh[2 * H + j]);
+            const T n = act<CA>(g[2 * H + j] + q[2 * H + j] + bh[2 * H + j], c);
             o[j] = n + z * (h[j] - n);
             sr[2 * H + j] = n;
           }
+          finish(b, o);
         }
       });
     }
   }
 }
 
-template <typename T>
+// BPTT of one layer-direction: walks t = T-1..0 carrying dh; writes the per-step gate gradients.
+template <typename T, int GA, int CA>
 void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tensor& gates,
-                   const at::Tensor& w_hh, const int64_t* len, bool reset_after, at::Tensor& dgi,
+                   const at::Tensor& w_hh, const Cell<T>& c, bool reset_after, at::Tensor& dgi,
                    at::Tensor& dgh_n, at::Tensor& dh0, const Slots& s) {
   const int64_t B = buf.size(1), H = buf.size(2), G3 = 3 * H;
   const int64_t gw = reset_after ? 4 * H : 3 * H;
@@ -252,13 +301,18 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   const T* buf_p = buf.data_ptr<T>();
   const T* gates_p = gates.data_ptr<T>();
   const T* w = w_hh.data_ptr<T>();
+  const T* m = c.rec_mask;
   T* dgi_p = dgi.data_ptr<T>();
   T* dghn_p = reset_after ? dgh_n.data_ptr<T>() : nullptr;
-  at::Tensor dh_t = at::zeros({B, H}, buf.options());   // gradient carried to h_{t-1}
-  at::Tensor g_t = at::empty({B, H}, buf.options());    // total gradient of h_t
+  at::Tensor d_t = at::zeros({B, H}, buf.options());     // gradient carried to h_{t-1}
+  at::Tensor dhm_t = at::empty({B, H}, buf.options());   // gradient of the state the cell saw
+  at::Tensor keep_t = at::empty({B, H}, buf.options());  // direct (zoneout / skipped step) part
+  at::Tensor dc_t = at::empty({B, H}, buf.options());    // gradient of the cell output
   at::Tensor tmp_t = at::empty({B, G3}, buf.options());
-  T* dh = dh_t.data_ptr<T>();
-  T* gsum = g_t.data_ptr<T>();
+  T* d = d_t.data_ptr<T>();
+  T* dhm = dhm_t.data_ptr<T>();
+  T* keep = keep_t.data_ptr<T>();
+  T* dcell = dc_t.data_ptr<T>();
   T* tmp = tmp_t.data_ptr<T>();
   const SmallGemmThreads threads(2.0 * B * G3 * H);
   const RecurrentGemm<T> back_all(reset_after ? B : 0, H, G3, w, H, false);          // dG @ W_hh
@@ -271,104 +325,106 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
     const T* dout = dbuf_p + s.out(t) * B * H;
     const T* sv = gates_p + t * B * gw;
     T* dg = dgi_p + t * B * G3;
+    // Pass 1 per row: split the gradient of h_t into the direct part (to h_{t-1}) and the cell part.
+    auto split = [&](int64_t b) -> bool {
+      T* kp = keep + b * H;
+      T* dc = dcell + b * H;
+      const T* dy = dout + b * H;
+      const T* dd = d + b * H;
+      if (c.len && t >= c.len[b]) {
+        for (int64_t j = 0; j < H; ++j) {
+          kp[j] = dd[j] + dy[j];
+          dc[j] = T(0);
+        }
+        return false;
+      }
+      if (c.zoneout()) {
+        for (int64_t j = 0; j < H; ++j) {
+          const T g = dd[j] + dy[j], k = c.keep(t, B, H, b, j);
+          kp[j] = g * k;
+          dc[j] = g * (T(1) - k);
+        }
+      } else {
+        for (int64_t j = 0; j < H; ++j) {
+          kp[j] = T(0);
+          dc[j] = dd[j] + dy[j];
+        }
+      }
+      return true;
+    };
     if (reset_after) {
       T* dgn = dghn_p + t * B * H;
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-          T* d = dh + b * H;
-          const T* dy = dout + b * H;
+          const bool live = split(b);
+          const T* gc = dcell + b * H;
+          const T* h = hp + b * H;
+          const T* mb = m ? m + b * H : nullptr;
+          const T* sr = sv + b * gw;
           T* dgb = dg + b * G3;
           T* tb = tmp + b * G3;
           T* dgnb = dgn + b * H;
-          const bool live = len == nullptr || t < len[b];
-          if (!live) {
-            for (int64_t j = 0; j < H; ++j) {
-              d[j] += dy[j];
-              dgb[j] = dgb[H + j] = dgb[2 * H + j] = T(0);
-              tb[j] = tb[H + j] = tb[2 * H + j] = T(0);
-              dgnb[j] = T(0);
-            }
-            continue;
-          }
-          const T* h = hp + b * H;
-          const T* sr = sv + b * gw;
+          T* dmb = dhm + b * H;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
-            const T gt = d[j] + dy[j];
             const T r = sr[j], z = sr[H + j], n = sr[2 * H + j], hn = sr[3 * H + j];
-            const T dn = gt * (T(1) - z) * (T(1) - n * n);
-            const T dz = gt * (h[j] - n) * z * (T(1) - z);
-            const T dr = dn * hn * r * (T(1) - r);
-            d[j] = gt * z;
-            dgb[j] = dr;
-            dgb[H + j] = dz;
-            dgb[2 * H + j] = dn;
-            tb[j] = dr;
-            tb[H + j] = dz;
-            tb[2 * H + j] = dn * r;
-            dgnb[j] = dn * r;
+            const T hmj = mb ? h[j] * mb[j] : h[j];
+            const T dn = gc[j] * (T(1) - z) * dact<CA>(n, c);
+            const T dz = gc[j] * (hmj - n) * dact<GA>(z, c);
+            const T dr = dn * hn * dact<GA>(r, c);
+            dmb[j] = gc[j] * z;
+            dgb[j] = tb[j] = live ? dr : T(0);
+            dgb[H + j] = tb[H + j] = live ? dz : T(0);
+            dgb[2 * H + j] = live ? dn : T(0);
+            tb[2 * H + j] = dgnb[j] = live ? dn * r : T(0);
           }
         }
       });
-      back_all(tmp, G3, T(1), dh, H);
+      back_all(tmp, G3, T(1), dhm, H);
     } else {
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-          T* d = dh + b * H;
-          T* gs = gsum + b * H;
-          const T* dy = dout + b * H;
-          T* dgb = dg + b * G3;
-          const bool live = len == nullptr || t < len[b];
-          if (!live) {
-            for (int64_t j = 0; j < H; ++j) {
-              gs[j] = d[j] + dy[j];
-              dgb[j] = dgb[H + j] = dgb[2 * H + j] = T(0);
-            }
-            continue;
-          }
-          const T* h = hp + b * H;
+          const bool live = split(b);
+          const T* gc = dcell + b * H;
           const T* sr = sv + b * gw;
+          T* dgb = dg + b * G3;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
-            const T gt = d[j] + dy[j];
             const T z = sr[H + j], n = sr[2 * H + j];
-            gs[j] = gt;
-            dgb[2 * H + j] = gt * (T(1) - z) * (T(1) - n * n);
+            dgb[2 * H + j] = live ? gc[j] * (T(1) - z) * dact<CA>(n, c) : T(0);
           }
         }
       });
-      // d(r*h) = dA_n @ W_hn, into tmp[:, :H]
-      back_n(dg + 2 * H, G3, T(0), tmp, G3);
+      back_n(dg + 2 * H, G3, T(0), tmp, G3);  // d(r * hm) into tmp[:, :H]
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
-          T* d = dh + b * H;
-          const T* gs = gsum + b * H;
-          T* dgb = dg + b * G3;
-          const bool live = len == nullptr || t < len[b];
-          if (!live) {
-            for (int64_t j = 0; j < H; ++j) d[j] = gs[j];
-            continue;
-          }
+          const bool live = !(c.len && t >= c.len[b]);
+          const T* gc = dcell + b * H;
           const T* h = hp + b * H;
+          const T* mb = m ? m + b * H : nullptr;
           const T* sr = sv + b * gw;
           const T* drh = tmp + b * G3;
+          T* dgb = dg + b * G3;
+          T* dmb = dhm + b * H;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
             const T r = sr[j], z = sr[H + j], n = sr[2 * H + j];
-            const T gt = gs[j];
-            dgb[j] = drh[j] * h[j] * r * (T(1) - r);
-            dgb[H + j] = gt * (h[j] - n) * z * (T(1) - z);
-            d[j] = gt * z + drh[j] * r;
+            const T hmj = mb ? h[j] * mb[j] : h[j];
+            dgb[j] = live ? drh[j] * hmj * dact<GA>(r, c) : T(0);
+            dgb[H + j] = live ? gc[j] * (hmj - n) * dact<GA>(z, c) : T(0);
+            dmb[j] = live ? gc[j] * z + drh[j] * r : T(0);
           }
         }
       });
-      back_rz(dg, G3, T(1), dh, H);
+      back_rz(dg, G3, T(1), dhm, H);
     }
+    // Pass 3: gradient of h_{t-1} = direct part + (through the recurrent-dropout mask) the cell part.
+    for (int64_t k = 0; k < B * H; ++k) d[k] = keep[k] + (m ? dhm[k] * m[k] : dhm[k]);
   }
   // h0 also sits in its own buf slot, which may carry gradient of its own.
   const T* d0 = dbuf_p + s.in(s.step(0)) * B * H;
   T* out = dh0.data_ptr<T>();
-  for (int64_t k = 0; k < B * H; ++k) out[k] = dh[k] + d0[k];
+  for (int64_t k = 0; k < B * H; ++k) out[k] = d[k] + d0[k];
 }
 
 // Large buffers are written once per call: ask for transparent huge pages so first-touch page faults
@@ -398,9 +454,44 @@ const int64_t* lengths_ptr(const c10::optional<at::Tensor>& lengths) {
 
 }  // namespace
 
+template <typename T>
+const T* optional_ptr(const c10::optional<at::Tensor>& t, const char* name) {
+  if (!t.has_value() || !t->defined()) return nullptr;
+  check_inputs(*t, name);
+  return t->data_ptr<T>();
+}
+
+// Calls fn.template operator()<GA, CA>() for the activation pair chosen at run time.
+template <typename F>
+void dispatch_activations(int64_t gate, int64_t cand, const F& fn) {
+  TORCH_CHECK(gate == kSigmoid || gate == kHardSigmoid, "gate activation must be sigmoid or hard_sigmoid");
+  auto with_gate = [&](auto ga) {
+    constexpr int GA = decltype(ga)::value;
+    switch (cand) {
+      case kTanh: return fn.template operator()<GA, kTanh>();
+      case kRelu: return fn.template operator()<GA, kRelu>();
+      case kSoftsign: return fn.template operator()<GA, kSoftsign>();
+      case kSigmoid: return fn.template operator()<GA, kSigmoid>();
+      case kHardSigmoid: return fn.template operator()<GA, kHardSigmoid>();
+      default: TORCH_CHECK(false, "unknown candidate activation ", cand);
+    }
+  };
+  if (gate == kSigmoid) with_gate(std::integral_constant<int, kSigmoid>{});
+  else with_gate(std::integral_constant<int, kHardSigmoid>{});
+}
+
+template <typename T>
+Cell<T> make_cell(const T* b_hh, const c10::optional<at::Tensor>& lengths, const c10::optional<at::Tensor>& rec_mask,
+                  const c10::optional<at::Tensor>& zone_mask, double zone_p, double hs_alpha, double hs_beta) {
+  return Cell<T>{b_hh, lengths_ptr(lengths), optional_ptr<T>(rec_mask, "rec_mask"), optional_ptr<T>(zone_mask, "zone_mask"),
+                 T(zone_p), T(hs_alpha), T(hs_beta)};
+}
+
 std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, const at::Tensor& w_hh,
                                 const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& lengths,
-                                bool reset_after, bool reverse, bool save) {
+                                bool reset_after, bool reverse, bool save, const c10::optional<at::Tensor>& rec_mask,
+                                const c10::optional<at::Tensor>& zone_mask, double zone_p, int64_t gate_act,
+                                int64_t cand_act, double hs_alpha, double hs_beta) {
   check_inputs(gi, "gi");
   check_inputs(h0, "h0");
   check_inputs(w_hh, "w_hh");
@@ -409,18 +500,23 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
   at::Tensor gates = save ? empty_huge({T, B, (reset_after ? 4 : 3) * H}, gi.options()) : at::empty({0}, gi.options());
   const Slots s{T, reverse};
   buf.select(0, reverse ? T : 0).copy_(h0);
-  const int64_t* len = lengths_ptr(lengths);
   AT_DISPATCH_FLOATING_TYPES(gi.scalar_type(), "fastgru_forward", [&] {
     const bool has_bias = b_hh.has_value() && b_hh->defined();
     at::Tensor bias = has_bias ? b_hh->contiguous() : at::zeros({3 * H}, gi.options());
-    forward_impl<scalar_t>(gi, w_hh, bias.data_ptr<scalar_t>(), len, reset_after, save, buf, gates, s);
+    const Cell<scalar_t> c = make_cell<scalar_t>(bias.data_ptr<scalar_t>(), lengths, rec_mask, zone_mask, zone_p,
+                                                 hs_alpha, hs_beta);
+    dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
+      forward_impl<scalar_t, GA, CA>(gi, w_hh, c, reset_after, save, buf, gates, s);
+    });
   });
   return {buf, gates};
 }
 
 std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tensor& gates,
-                                 const at::Tensor& w_hh, const c10::optional<at::Tensor>& lengths,
-                                 bool reset_after, bool reverse) {
+                                 const at::Tensor& w_hh, const c10::optional<at::Tensor>& lengths, bool reset_after,
+                                 bool reverse, const c10::optional<at::Tensor>& rec_mask,
+                                 const c10::optional<at::Tensor>& zone_mask, double zone_p, int64_t gate_act,
+                                 int64_t cand_act, double hs_alpha, double hs_beta) {
   check_inputs(dbuf, "dbuf");
   check_inputs(buf, "buf");
   check_inputs(gates, "gates");
@@ -429,9 +525,11 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   at::Tensor dgi = empty_huge({T, B, 3 * H}, buf.options());
   at::Tensor dgh_n = reset_after ? empty_huge({T, B, H}, buf.options()) : at::empty({0}, buf.options());
   at::Tensor dh0 = at::empty({B, H}, buf.options());
-  const int64_t* len = lengths_ptr(lengths);
   AT_DISPATCH_FLOATING_TYPES(buf.scalar_type(), "fastgru_backward", [&] {
-    backward_impl<scalar_t>(dbuf, buf, gates, w_hh, len, reset_after, dgi, dgh_n, dh0, Slots{T, reverse});
+    const Cell<scalar_t> c = make_cell<scalar_t>(nullptr, lengths, rec_mask, zone_mask, zone_p, hs_alpha, hs_beta);
+    dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
+      backward_impl<scalar_t, GA, CA>(dbuf, buf, gates, w_hh, c, reset_after, dgi, dgh_n, dh0, Slots{T, reverse});
+    });
   });
   return {dgi, dgh_n, dh0};
 }
