@@ -9,8 +9,10 @@ torch.nn.GRU. This is the only module that knows backends exist.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -234,6 +236,53 @@ def gru_layer(
     return y, h_n.clone()
 
 
+@dataclass
+class LayerMasks:
+    """Random masks of one layer-direction for one call (drawn once per call, reused every step).
+
+    input: (B, I) input-dropout mask, one per sequence; recurrent: (B, H) recurrent-dropout mask;
+    zoneout: (T, B, H) keep-mask (1 = unit keeps its previous value). Dropout masks are scaled by
+    1 / (1 - p) like torch/Keras dropout.
+    """
+
+    input: Tensor | None = None
+    recurrent: Tensor | None = None
+    zoneout: Tensor | None = None
+
+
+def _dropout_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor | None:
+    if p <= 0:
+        return None
+    return torch.bernoulli(torch.full(shape, 1 - p, dtype=like.dtype, device=like.device)) / (1 - p)
+
+
+def draw_masks(
+    input: Tensor,
+    input_sizes: Sequence[int],
+    hidden_size: int,
+    bidirectional: bool,
+    *,
+    input_dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    zoneout: float = 0.0,
+) -> list[LayerMasks]:
+    """Masks for every layer-direction of a call on time-major `input` (T, B, I), in a fixed order
+    (layer by layer, forward then reverse; input, recurrent, zoneout), from torch's global RNG."""
+    T, B = input.shape[0], input.shape[1]
+    masks = []
+    for size in input_sizes:
+        for _ in range(2 if bidirectional else 1):
+            zone = None
+            if zoneout > 0:
+                zone = torch.bernoulli(torch.full((T, B, hidden_size), zoneout, dtype=input.dtype, device=input.device))
+            masks.append(LayerMasks(
+                input=_dropout_mask((B, size), input_dropout, input),
+                recurrent=_dropout_mask((B, hidden_size), recurrent_dropout, input),
+                zoneout=zone,
+            ))
+    return masks
+
+
 def weight_names(num_layers: int, bidirectional: bool, bias: bool = True) -> list[str]:
     """torch.nn.GRU's parameter names per layer-direction, comma-joined (w_ih, w_hh, b_ih, b_hh)."""
     names = []
@@ -261,12 +310,21 @@ def gru(
     enforce_sorted: bool = False,
     check_finite_values: bool = False,
     backend: str = "auto",
+    cell: CellSpec = PLAIN,
+    input_dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    zoneout: float = 0.0,
+    masks: Sequence[LayerMasks] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """A stacked, optionally bidirectional GRU with torch.nn.GRU's semantics and hand-written BPTT.
 
     input: (T, B, I), or (B, T, I) with batch_first. hx: (num_layers * dirs, B, H) or None.
     weights: (w_ih, w_hh, b_ih, b_hh) per layer and direction (forward, then reverse); biases may be
     None. lengths: optional (B,) integers for variable-length batches (need not be sorted).
+    dropout: torch.nn.GRU's dropout between layers. Inside the recurrence (training only, masks drawn
+    once per call, see `draw_masks`, or given as `masks`): input_dropout and recurrent_dropout
+    (one mask per sequence, Keras' `dropout` / `recurrent_dropout`), zoneout (Krueger et al. 2016; in
+    eval mode each unit keeps zoneout of its previous value, the expectation). cell: activations.
     Returns (output, h_n) like torch.nn.GRU. Raises fastgru.GRUInputError on bad arguments.
     """
     dirs = 2 if bidirectional else 1
@@ -289,6 +347,18 @@ def gru(
         check_finite(input, "input")
         check_finite(hx, "hx")
 
+    if training:
+        if masks is None and (input_dropout > 0 or recurrent_dropout > 0 or zoneout > 0):
+            sizes = [input_size] + [hidden_size * dirs] * (num_layers - 1)
+            masks = draw_masks(x, sizes, hidden_size, bidirectional, input_dropout=input_dropout,
+                               recurrent_dropout=recurrent_dropout, zoneout=zoneout)
+    else:
+        masks = None
+        if zoneout > 0:
+            cell = dataclasses.replace(cell, zoneout=zoneout)
+    if masks is not None and len(masks) != num_layers * dirs:
+        raise ValueError(f"masks: expected {num_layers * dirs} LayerMasks (layers x directions), got {len(masks)}")
+
     finals = []
     layer_in = x
     for layer in range(num_layers):
@@ -297,9 +367,11 @@ def gru(
         outs = []
         for d in range(dirs):
             k = layer * dirs + d
+            mk = masks[k] if masks is not None else LayerMasks()
+            x_k = layer_in if mk.input is None else layer_in * mk.input
             y, h_n = gru_layer(
-                layer_in, hx[k], *weights[k], reset_after=reset_after, reverse=d == 1,
-                lengths=lengths, backend=backend,
+                x_k, hx[k], *weights[k], reset_after=reset_after, reverse=d == 1,
+                lengths=lengths, backend=backend, rec_mask=mk.recurrent, zone_mask=mk.zoneout, spec=cell,
             )
             outs.append(y)
             finals.append(h_n)

@@ -21,6 +21,18 @@ def _f64(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.to(torch.float64)
 
 
+def activation(name: str, alpha: float = 0.2, beta: float = 0.5):
+    """Activation by name, as Keras/ONNX define them (hard_sigmoid = clamp(alpha x + beta, 0, 1))."""
+    table = {
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "softsign": lambda v: v / (1 + v.abs()),
+        "hard_sigmoid": lambda v: torch.clamp(alpha * v + beta, 0.0, 1.0),
+    }
+    return table[name]
+
+
 def gru_cell(
     x: Tensor,
     h: Tensor,
@@ -29,8 +41,16 @@ def gru_cell(
     b_ih: Tensor | None = None,
     b_hh: Tensor | None = None,
     reset_after: bool = True,
+    gate_activation: str = "sigmoid",
+    candidate_activation: str = "tanh",
+    hard_sigmoid: tuple[float, float] = (0.2, 0.5),
 ) -> Tensor:
-    """One GRU step for a batch: x (B, I), h (B, H) -> h' (B, H), in float64."""
+    """One GRU step for a batch: x (B, I), h (B, H) -> h' (B, H), in float64.
+
+    gate_activation replaces the sigmoid of r and z, candidate_activation the tanh of n.
+    """
+    sigmoid = activation(gate_activation, *hard_sigmoid)
+    tanh = activation(candidate_activation, *hard_sigmoid)
     x, h, w_ih, w_hh = (t.to(torch.float64) for t in (x, h, w_ih, w_hh))
     b_ih, b_hh = _f64(b_ih), _f64(b_hh)
     H = h.shape[-1]
@@ -42,12 +62,12 @@ def gru_cell(
     b_ir, b_iz, b_in = b_ih[:H], b_ih[H : 2 * H], b_ih[2 * H :]
     b_hr, b_hz, b_hn = b_hh[:H], b_hh[H : 2 * H], b_hh[2 * H :]
 
-    r = torch.sigmoid(x @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
-    z = torch.sigmoid(x @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
+    r = sigmoid(x @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
+    z = sigmoid(x @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
     if reset_after:
-        n = torch.tanh(x @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
+        n = tanh(x @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
     else:
-        n = torch.tanh(x @ w_in.T + b_in + (r * h) @ w_hn.T + b_hn)
+        n = tanh(x @ w_in.T + b_in + (r * h) @ w_hn.T + b_hn)
     return (1 - z) * n + z * h
 
 
@@ -58,18 +78,27 @@ def gru_layer(
     reset_after: bool = True,
     reverse: bool = False,
     lengths: Tensor | None = None,
+    rec_mask: Tensor | None = None,
+    zoneout: Tensor | float = 0.0,
+    **cell_options,
 ) -> tuple[Tensor, Tensor]:
     """One layer, one direction, time-major x (T, B, I) -> (outputs (T, B, H), h_n (B, H)).
 
     With `lengths`, sequence b only has steps t < lengths[b]: its outputs after that are zero, its
     state is not updated there, and (reverse) it starts at its own last step.
+    rec_mask (B, H): recurrent dropout as Keras does it: the cell sees h_{t-1} * rec_mask.
+    zoneout: a (T, B, H) keep-mask or a probability p: h_t = k h_{t-1} + (1 - k) cell(...).
+    cell_options go to gru_cell (activations).
     """
     T = x.shape[0]
     h = h0.to(torch.float64)
     outputs: list[Tensor] = [torch.zeros_like(h)] * T
     order = range(T - 1, -1, -1) if reverse else range(T)
     for t in order:
-        new = gru_cell(x[t], h, *weights, reset_after=reset_after)
+        seen = h if rec_mask is None else h * rec_mask.to(torch.float64)
+        new = gru_cell(x[t], seen, *weights, reset_after=reset_after, **cell_options)
+        keep = zoneout[t].to(torch.float64) if isinstance(zoneout, Tensor) else zoneout
+        new = keep * h + (1 - keep) * new
         if lengths is None:
             h = new
             outputs[t] = new

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import functional
+from ..backends import CellSpec
 from ..errors import GRUInputError
 from ..validation import check_hidden
 
@@ -67,11 +68,25 @@ class GRU(nn.Module):
         init: str = "torch",
         check_finite: bool = False,
         backend: str = "auto",
+        input_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        gate_activation: str = "sigmoid",
+        candidate_activation: str = "tanh",
+        hard_sigmoid: tuple[float, float] = (0.2, 0.5),
     ) -> None:
         super().__init__()
         _check_sizes(input_size, hidden_size, num_layers, dropout)
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        for name, p in (("input_dropout", input_dropout), ("recurrent_dropout", recurrent_dropout),
+                        ("zoneout", zoneout)):
+            if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+        self.cell = CellSpec(gate_activation, candidate_activation, float(hard_sigmoid[0]), float(hard_sigmoid[1]))
+        self.input_dropout = float(input_dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.zoneout = float(zoneout)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -128,6 +143,11 @@ class GRU(nn.Module):
                 s += f", {name}={getattr(self, name)}"
         if not self.reset_after:
             s += ", reset_after=False"
+        for name in ("input_dropout", "recurrent_dropout", "zoneout"):
+            if getattr(self, name):
+                s += f", {name}={getattr(self, name)}"
+        if not self.cell.plain:
+            s += f", gate_activation={self.cell.gate_activation!r}, candidate_activation={self.cell.candidate_activation!r}"
         return s
 
     def forward(
@@ -167,6 +187,8 @@ class GRU(nn.Module):
             num_layers=self.num_layers, bidirectional=self.bidirectional, batch_first=self.batch_first,
             dropout=self.dropout, training=self.training, reset_after=self.reset_after, lengths=lengths,
             enforce_sorted=enforce_sorted, check_finite_values=self.check_finite, backend=self.backend,
+            cell=self.cell, input_dropout=self.input_dropout, recurrent_dropout=self.recurrent_dropout,
+            zoneout=self.zoneout,
         )
 
     def _forward_packed(self, packed: PackedSequence, hx: Tensor | None) -> tuple[PackedSequence, Tensor]:
