@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import CORE_BACKENDS
+from helpers import rel_err
 
 import fastgru
 from fastgru import functional, reference
 from fastgru.backends import CellSpec
-
-from conftest import CORE_BACKENDS
-from helpers import rel_err
 
 ACTIVATION_PAIRS = [("sigmoid", "tanh"), ("hard_sigmoid", "tanh"), ("sigmoid", "relu"), ("hard_sigmoid", "softsign"),
                     ("sigmoid", "sigmoid"), ("sigmoid", "hard_sigmoid")]

@@ -147,7 +147,8 @@ class GRU(nn.Module):
             if getattr(self, name):
                 s += f", {name}={getattr(self, name)}"
         if not self.cell.plain:
-            s += f", gate_activation={self.cell.gate_activation!r}, candidate_activation={self.cell.candidate_activation!r}"
+            s += f", gate_activation={self.cell.gate_activation!r}"
+            s += f", candidate_activation={self.cell.candidate_activation!r}"
         return s
 
     def forward(
