@@ -125,6 +125,22 @@ class GRU(nn.Module):
             groups.append((ws[0], ws[1], ws[2], ws[3]) if self.bias else (ws[0], ws[1], None, None))
         return groups
 
+    def _step_weights(self) -> list[Tensor]:
+        """Flat (w_ih, w_hh, b_ih, b_hh) per layer for the streaming kernel (zero biases if bias=False).
+
+        Cached while the module holds the same Parameter objects with the same dtype and device.
+        """
+        params = tuple(self._parameters.values())
+        cache = getattr(self, "_step_cache", None)
+        if cache is not None and cache[0] == params and cache[1] == (params[0].dtype, params[0].device):
+            return cache[2]
+        weights = []
+        for w_ih, w_hh, b_ih, b_hh in self._groups():
+            zero = None if self.bias else w_hh.new_zeros(3 * self.hidden_size)
+            weights += [w_ih, w_hh, zero if b_ih is None else b_ih, zero if b_hh is None else b_hh]
+        self._step_cache = (params, (params[0].dtype, params[0].device), weights)
+        return weights
+
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
         """Parameters grouped per layer-direction, as torch.nn.GRU.all_weights."""
@@ -212,6 +228,57 @@ class GRU(nn.Module):
 
     def _num_states(self) -> int:
         return self.num_layers * (2 if self.bidirectional else 1)
+
+    def step(self, input: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Advance one time step (streaming): input (B, I) or (I,), state (num_layers, B, H) or None.
+
+        Returns (output (B, H) or (H,), new state). Feeding a sequence one step at a time gives the
+        full-sequence call's outputs. Unidirectional only; regularisation must be off (eval mode).
+        Inference on a CPU runs one fused C++ call for all layers (a few microseconds).
+        """
+        if self.bidirectional:
+            raise GRUInputError("step() needs a unidirectional GRU: the reverse direction reads the future")
+        if self.training and (self.input_dropout or self.recurrent_dropout or self.zoneout or self.dropout):
+            raise GRUInputError("step() draws no per-sequence masks: call model.eval() before streaming")
+        unbatched = input.dim() == 1
+        x = input.unsqueeze(0) if unbatched else input
+        if x.dim() != 2 or x.shape[1] != self.input_size:
+            raise GRUInputError(f"step: input must be (batch, {self.input_size}) or ({self.input_size},), "
+                                f"got {tuple(input.shape)}")
+        if state is None:
+            state = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
+        elif unbatched and state.dim() == 2:
+            state = state.unsqueeze(1)
+        new = _fused_step(self, x, state)
+        if new is None:
+            out, new = self._run(x.unsqueeze(0), state, None)
+            new = new.clone()
+        output = new[-1]
+        return (output.squeeze(0), new.squeeze(1)) if unbatched else (output, new)
+
+
+def _fused_step(gru: GRU, x: Tensor, state: Tensor) -> Tensor | None:
+    """The CPU extension's one-call step, or None when it cannot be used (grad, device, no extension)."""
+    if x.device.type != "cpu" or gru.backend == "torch":
+        return None
+    if torch.is_grad_enabled() and (x.requires_grad or state.requires_grad or gru.weight_hh_l0.requires_grad):
+        return None
+    from ..backends import ACTIVATIONS, cpu
+
+    ext = cpu.load()
+    if ext is None:
+        return None
+    if tuple(state.shape) != (gru.num_layers, x.shape[0], gru.hidden_size):
+        raise GRUInputError(f"step: state must have shape {(gru.num_layers, x.shape[0], gru.hidden_size)}, "
+                            f"got {tuple(state.shape)}")
+    weights = gru._step_weights()
+    if weights[0].dtype != x.dtype or state.dtype != x.dtype:
+        raise GRUInputError(f"step: input ({x.dtype}), state ({state.dtype}) and weights ({weights[0].dtype}) "
+                            "must share a dtype")
+    c = gru.cell
+    return ext.step(x.contiguous(), state.contiguous(), weights, gru.reset_after, gru.zoneout,
+                    ACTIVATIONS[c.gate_activation], ACTIVATIONS[c.candidate_activation],
+                    c.hard_sigmoid_alpha, c.hard_sigmoid_beta)
 
 
 class GRUCell(nn.Module):

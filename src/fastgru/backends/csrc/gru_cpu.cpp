@@ -534,10 +534,81 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   return {dgi, dgh_n, dh0};
 }
 
+// One time step of a stacked unidirectional GRU for streaming inference (no autograd): layer by layer,
+// x_l @ W_ih^T and h @ W_hh^T as two small BLAS calls, then the fused cell. weights: 4 per layer
+// (w_ih, w_hh, b_ih, b_hh; zero biases for a bias-free layer). Returns the new state (L, B, H).
+template <typename T, int GA, int CA>
+void step_impl(const at::Tensor& x, const at::Tensor& state, const std::vector<at::Tensor>& weights,
+               bool reset_after, const Cell<T>& c0, at::Tensor& out) {
+  const int64_t L = state.size(0), B = state.size(1), H = state.size(2), G3 = 3 * H;
+  at::Tensor gi_t = at::empty({B, G3}, x.options());
+  at::Tensor gh_t = at::empty({B, G3}, x.options());
+  at::Tensor rh_t = at::empty({B, H}, x.options());
+  T* gi = gi_t.data_ptr<T>();
+  T* gh = gh_t.data_ptr<T>();
+  T* rh = rh_t.data_ptr<T>();
+  const SmallGemmThreads threads(2.0 * B * G3 * H);
+  const T* in = x.data_ptr<T>();
+  int64_t in_size = x.size(1);
+  for (int64_t l = 0; l < L; ++l) {
+    const T* w_ih = weights[4 * l].data_ptr<T>();
+    const T* w = weights[4 * l + 1].data_ptr<T>();
+    const T* b_ih = weights[4 * l + 2].data_ptr<T>();
+    const T* bh = weights[4 * l + 3].data_ptr<T>();
+    const T* hp = state.data_ptr<T>() + l * B * H;
+    T* o_all = out.data_ptr<T>() + l * B * H;
+    gemm_rm<T>(B, G3, in_size, in, in_size, w_ih, in_size, true, T(0), gi, G3);
+    if (reset_after) {
+      gemm_rm<T>(B, G3, H, hp, H, w, H, true, T(0), gh, G3);
+    } else {
+      gemm_rm<T>(B, 2 * H, H, hp, H, w, H, true, T(0), gh, G3);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < H; ++j) {
+          const T r = act<GA>(gi[b * G3 + j] + b_ih[j] + gh[b * G3 + j] + bh[j], c0);
+          rh[b * H + j] = r * hp[b * H + j];
+        }
+      gemm_rm<T>(B, H, H, rh, H, w + 2 * H * H, H, true, T(0), gh + 2 * H, G3);
+    }
+    for (int64_t b = 0; b < B; ++b) {
+      const T* g = gi + b * G3;
+      const T* q = gh + b * G3;
+      const T* h = hp + b * H;
+      T* o = o_all + b * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const T r = act<GA>(g[j] + b_ih[j] + q[j] + bh[j], c0);
+        const T z = act<GA>(g[H + j] + b_ih[H + j] + q[H + j] + bh[H + j], c0);
+        const T n = reset_after ? act<CA>(g[2 * H + j] + b_ih[2 * H + j] + r * (q[2 * H + j] + bh[2 * H + j]), c0)
+                                : act<CA>(g[2 * H + j] + b_ih[2 * H + j] + q[2 * H + j] + bh[2 * H + j], c0);
+        const T cand = n + z * (h[j] - n);
+        o[j] = c0.zone_p * h[j] + (T(1) - c0.zone_p) * cand;
+      }
+    }
+    in = o_all;
+    in_size = H;
+  }
+}
+
+at::Tensor step(const at::Tensor& x, const at::Tensor& state, const std::vector<at::Tensor>& weights, bool reset_after,
+                double zone_p, int64_t gate_act, int64_t cand_act, double hs_alpha, double hs_beta) {
+  TORCH_CHECK(x.dim() == 2 && state.dim() == 3 && x.size(0) == state.size(1), "step: bad shapes");
+  TORCH_CHECK(static_cast<int64_t>(weights.size()) == 4 * state.size(0), "step: 4 weights per layer expected");
+  TORCH_CHECK(x.is_contiguous() && state.is_contiguous(), "step: x and state must be contiguous");
+  at::Tensor out = at::empty_like(state);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastgru_step", [&] {
+    const Cell<scalar_t> c{nullptr, nullptr, nullptr, nullptr, scalar_t(zone_p), scalar_t(hs_alpha), scalar_t(hs_beta)};
+    dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
+      step_impl<scalar_t, GA, CA>(x, state, weights, reset_after, c, out);
+    });
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("empty_huge", [](std::vector<int64_t> sizes, at::ScalarType dtype) {
     return empty_huge(sizes, at::TensorOptions().dtype(dtype));
   }, "Uninitialised CPU tensor backed by transparent huge pages where possible");
   m.def("forward", &forward, "GRU recurrence forward (fused CPU)");
   m.def("backward", &backward, "GRU recurrence backward / BPTT (fused CPU)");
+  m.def("step", &step, "One streaming time step of a stacked GRU (inference)");
 }

@@ -1,0 +1,70 @@
+"""Streaming: model.step / Stream fed one step at a time equals the full-sequence call."""
+
+import pytest
+import torch
+from helpers import rel_err
+
+import fastgru
+from fastgru import GRUInputError
+
+CONFIGS = [
+    dict(num_layers=1),
+    dict(num_layers=3),
+    dict(num_layers=2, reset_after=False),
+    dict(num_layers=2, bias=False),
+    dict(num_layers=2, zoneout=0.3, gate_activation="hard_sigmoid", candidate_activation="softsign"),
+    dict(num_layers=1, backend="torch"),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("batch", [1, 3])
+def test_step_equals_full_sequence(config, batch):
+    m = fastgru.nn.GRU(5, 7, **config).eval()
+    x = torch.randn(12, batch, 5)
+    h0 = torch.randn(m.num_layers, batch, 7)
+    with torch.no_grad():
+        y, h = m(x, h0)
+        stream = fastgru.nn.Stream(m, h0)
+        ys = torch.stack([stream(x[t]) for t in range(12)])
+    assert rel_err(ys, y) < 1e-5
+    assert rel_err(stream.state, h) < 1e-5
+
+
+def test_step_unbatched_and_with_grad_falls_back_to_differentiable_path():
+    m = fastgru.nn.GRU(4, 6, num_layers=2).eval()
+    x = torch.randn(5, 4)
+    y, h = m(x)
+    state = None
+    outs = []
+    for t in range(5):
+        out, state = m.step(x[t], state)
+        outs.append(out)
+    assert rel_err(torch.stack(outs), y) < 1e-5 and rel_err(state, h) < 1e-5
+    assert state.requires_grad  # grad enabled and weights require grad: the autograd path ran
+    state.sum().backward()
+    assert m.weight_hh_l0.grad is not None
+
+
+def test_stream_reset_starts_a_new_sequence():
+    m = fastgru.nn.GRU(3, 4).eval()
+    x = torch.randn(6, 3)
+    stream = fastgru.nn.Stream(m)
+    first = torch.stack([stream(x[t]) for t in range(6)])
+    stream.reset()
+    second = torch.stack([stream(x[t]) for t in range(6)])
+    assert torch.equal(first, second)
+
+
+def test_step_refusals():
+    with pytest.raises(GRUInputError, match="unidirectional"):
+        fastgru.nn.GRU(3, 4, bidirectional=True).step(torch.randn(3))
+    with pytest.raises(GRUInputError, match="eval"):
+        fastgru.nn.GRU(3, 4, recurrent_dropout=0.2).step(torch.randn(3))
+    m = fastgru.nn.GRU(3, 4).eval()
+    with pytest.raises(GRUInputError, match="input must be"):
+        m.step(torch.randn(2, 5))
+    with torch.no_grad(), pytest.raises(GRUInputError, match="state must have shape"):
+        m.step(torch.randn(2, 3), torch.zeros(1, 3, 4))
+    with pytest.raises(TypeError, match="cannot stream"):
+        fastgru.nn.Stream(torch.nn.Linear(2, 2))
