@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+
 import pytest
 import torch
 from PIL import Image
 
 import fastgru.nn
 from fastgru import reference
+from fastgru.data.char_text import load_builtin_text
+from fastgru.tasks import compare
+from fastgru.tasks import viz as viz_task
 from fastgru.viz import (
     animate_gru,
     gru_gate_trace,
@@ -122,3 +129,39 @@ def test_pictures_are_written_and_parse(tmp_path):
         animate_gru(gru_gate_trace(fastgru.nn.GRU(3, 40), x), tmp_path / "big.gif")
     with pytest.raises(ValueError, match="inputs has 3 steps"):
         plot_gate_heatmaps(trace, tmp_path / "bad.png", inputs=x[:3].numpy())
+
+
+
+def test_viz_task_end_to_end_on_text_and_jsb(tmp_path, capsys):
+    """`fastgru viz` trains briefly and writes the three pictures and viz.json, on both data sets."""
+    text = load_builtin_text()[:4000]
+    vocab = "".join(sorted(set(text)))
+    data = compare.text_data(text, seq_len=30)
+    viz_task.run_viz(tmp_path / "text", data, epochs=1, gif_hidden=4, gif_steps=2, flow_steps=20,
+                     flow_sequences=2, budget=3000, step_labels=lambda ids: [vocab[i] for i in ids])
+    saved = json.loads((tmp_path / "text" / "viz.json").read_text())
+    sizes = saved["hidden_sizes"]
+    assert sizes["gru_small"] == 4 and len(saved["gradient_norms"]) == 6
+    cells = {"GRU": "gru", "LSTM": "lstm", "tanh": "rnn"}
+    for name, norms in saved["gradient_norms"].items():
+        assert len(norms) == 20 and all(math.isfinite(v) and v >= 0 for v in norms)
+        # dh_T/dh_T is the H x H identity, whose Frobenius norm is sqrt(H)
+        assert norms[0] == pytest.approx(math.sqrt(sizes[cells[name.split()[0]]]), rel=1e-6)
+    with Image.open(tmp_path / "text" / "gru_process.gif") as im:
+        assert im.n_frames == 2 * 4
+    parser = argparse.ArgumentParser(prog="fastgru")
+    viz_task.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["viz", "--data", "jsb", "--epochs", "0", "--gif-hidden", "3", "--gif-steps", "1",
+                              "--flow-steps", "10", "--flow-sequences", "1", "--max-steps", "12",
+                              "--out", str(tmp_path / "jsb")])
+    args.func(args)
+    for name in ("gates.png", "gradient_flow.png"):
+        with Image.open(tmp_path / "jsb" / name) as im:
+            assert im.format == "PNG"
+    assert "gates.png" in capsys.readouterr().out
+    jsb = compare.jsb_data()
+    with pytest.raises(ValueError, match=r"sequence must be in \[0, 76\]"):
+        viz_task.run_viz(tmp_path / "bad", jsb, epochs=0, sequence=77)
+    with pytest.raises(ValueError, match="flow_steps=500: no held-out sequence is that long"):
+        viz_task.run_viz(tmp_path / "bad", jsb, epochs=0, flow_steps=500)
+    assert not (tmp_path / "bad").exists()  # refused before any work

@@ -13,7 +13,7 @@ h_t is the output state (c_t is held as a separate variable; paths through later
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
@@ -81,12 +81,20 @@ def jacobian_norms(module: nn.Module, x: Tensor) -> Tensor:
     return norms.flip(0).detach()  # index k = T - t
 
 
-def plot_gradient_flow(norms: Mapping[str, Tensor], path: str | Path, *, title: str | None = None) -> Path:
-    """Save a log-scale plot of ||dh_T/dh_t|| against T - t, one line per model."""
+def plot_gradient_flow(
+    norms: Mapping[str, Tensor],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    dashed: Collection[str] = (),
+    colors: Mapping[str, str] | None = None,
+) -> Path:
+    """Save a log-scale plot of ||dh_T/dh_t|| against T - t, one line per model (names in `dashed` dashed)."""
     fig = Figure(figsize=(6.5, 4.0))
     ax = fig.subplots()
     for name, values in norms.items():
-        ax.semilogy(range(len(values)), values.clamp_min(1e-30).numpy(), label=name, linewidth=1.8)
+        ax.semilogy(range(len(values)), values.clamp_min(1e-30).numpy(), label=name, linewidth=1.8,
+                    linestyle="--" if name in dashed else "-", color=(colors or {}).get(name))
     ax.set_xlabel("distance T - t (steps back from the last state)")
     ax.set_ylabel("||dh_T / dh_t||  (Frobenius)")
     ax.set_title(title or "Gradient flow through time")
