@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import backends
-from .backends import PLAIN, CellSpec
+from .backends import LN_EPS, PLAIN, CellSpec
 from .validation import check_finite, check_hidden, check_input, check_lengths, check_weights
 
 Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
@@ -47,26 +47,35 @@ def _spec_from_key(key: str) -> CellSpec:
     return CellSpec(gate, cand, float(alpha), float(beta), float(zoneout))
 
 
-def _backend_and_options(device: torch.device, backend: str, spec_key: str, rec_mask, zone_mask):
+def _backend_and_options(device: torch.device, backend: str, spec_key: str, rec_mask, zone_mask, ln_gain):
     """The backend for this call and the cell-option keywords to pass it (none for a plain GRU)."""
     spec = _spec_from_key(spec_key)
-    if spec.plain and rec_mask is None and zone_mask is None:
+    if spec.plain and rec_mask is None and zone_mask is None and ln_gain is None:
         return backends.select(device, backend), {}
-    return backends.select(device, backend, plain=False), dict(rec_mask=rec_mask, zone_mask=zone_mask, spec=spec)
+    options = dict(rec_mask=rec_mask, zone_mask=zone_mask, spec=spec)
+    if ln_gain is not None:
+        options["ln_gain"] = ln_gain
+    return backends.select(device, backend, plain=False), options
 
 
-def _gates_width(reset_after: bool, H: int) -> int:
-    return (4 if reset_after else 3) * H
+def _gates_width(reset_after: bool, layer_norm: bool, H: int) -> int:
+    """Values saved per (t, b): r, z, n (+ W_hn h + b_hn), + normalised pre-activations and 2 rstd with LN."""
+    return (4 if reset_after else 3) * H + (3 * H + 2 if layer_norm else 0)
+
+
+def _empty(like: Tensor) -> Tensor:
+    return like.new_empty(0)
 
 
 @torch.library.custom_op("fastgru::recurrence", mutates_args=())
 def _recurrence(
     x: Tensor,
     h0: Tensor,
-    w_ih: Tensor,
+    w_ih: Tensor | None,
     w_hh: Tensor,
     b_ih: Tensor | None,
     b_hh: Tensor | None,
+    ln_gain: Tensor | None,
     lengths: Tensor | None,
     rec_mask: Tensor | None,
     zone_mask: Tensor | None,
@@ -76,17 +85,18 @@ def _recurrence(
     backend: str,
     spec: str,
 ) -> tuple[Tensor, Tensor]:
-    impl, options = _backend_and_options(x.device, backend, spec, rec_mask, zone_mask)
-    gi = getattr(impl, "project", _project)(x, w_ih, b_ih)  # a backend may place gi itself
+    """x (T, B, I) projected by w_ih/b_ih, or already the gate inputs gi (T, B, 3H) when w_ih is None."""
+    impl, options = _backend_and_options(x.device, backend, spec, rec_mask, zone_mask, ln_gain)
+    gi = x if w_ih is None else getattr(impl, "project", _project)(x, w_ih, b_ih)  # a backend may place gi
     return impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, **options)
 
 
 @_recurrence.register_fake
-def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rec_mask, zone_mask, reset_after, reverse, save, backend,
-                     spec):
+def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, lengths, rec_mask, zone_mask, reset_after, reverse, save,
+                     backend, spec):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    gates = x.new_empty(T, B, _gates_width(reset_after, H)) if save else x.new_empty(0)
+    gates = x.new_empty(T, B, _gates_width(reset_after, ln_gain is not None, H)) if save else _empty(x)
     return x.new_empty(T + 1, B, H), gates
 
 
@@ -94,93 +104,107 @@ def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rec_mask, zone_mask
 def _recurrence_backward(
     dbuf: Tensor,
     x: Tensor,
-    w_ih: Tensor,
+    w_ih: Tensor | None,
     w_hh: Tensor,
     buf: Tensor,
     gates: Tensor,
+    ln_gain: Tensor | None,
     lengths: Tensor | None,
     rec_mask: Tensor | None,
     zone_mask: Tensor | None,
     reset_after: bool,
     reverse: bool,
-    has_bias: bool,
+    has_bias_ih: bool,
+    has_bias_hh: bool,
     need_dx: bool,
     backend: str,
     spec: str,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    impl, options = _backend_and_options(x.device, backend, spec, rec_mask, zone_mask)
-    dgi, dgh_n, dh0 = impl.recurrence_backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, **options)
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT in the backend, then every weight gradient as large GEMMs / reductions over T*B rows.
+
+    Returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, d ln_gain); empty tensors for absent ones.
+    """
+    impl, options = _backend_and_options(x.device, backend, spec, rec_mask, zone_mask, ln_gain)
+    dgi, dgh_n, dh0, *rest = impl.recurrence_backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, **options)
     T, B, I = x.shape
     H = w_hh.shape[1]
     dg = dgi.view(T * B, 3 * H)
+    # gradient of the recurrent pre-activations before the layer norm, when there is one
+    dpre = rest[0].view(T * B, 3 * H) if ln_gain is not None else None
     h_prev = buf[1:] if reverse else buf[:T]
     if rec_mask is not None:  # the cell saw h_{t-1} * mask
         h_prev = h_prev * rec_mask
     h_prev = h_prev.reshape(T * B, H)
-    dx = (dg @ w_ih).view(T, B, I) if need_dx else x.new_empty(0)
-    dw_ih = dg.t() @ x.reshape(T * B, I)
+    if w_ih is None:  # x was gi itself
+        dx, dw_ih, db_ih = (dgi if need_dx else _empty(x)), _empty(x), _empty(x)
+    else:
+        dx = (dg @ w_ih).view(T, B, I) if need_dx else _empty(x)
+        dw_ih = dg.t() @ x.reshape(T * B, I)
+        db_ih = dg.sum(0) if has_bias_ih else _empty(x)
+    # d of the recurrent pre-activations as the gates see them (after any layer norm): r, z parts equal
+    # the input side's; the n part is dgh_n (reset_after) or the input side's (Cho 2014).
+    dn_h = dgh_n.view(T * B, H) if reset_after else dg[:, 2 * H :]
     # dW_hh as two GEMMs over all T*B rows: the r, z rows pair with h_{t-1}; the n rows pair with
     # h_{t-1} (reset_after) or r * h_{t-1} (Cho 2014).
     dw_hh = w_hh.new_empty(3 * H, H)
-    torch.mm(dg[:, : 2 * H].t(), h_prev, out=dw_hh[: 2 * H])
-    if reset_after:
-        dn_h = dgh_n.view(T * B, H)
-        torch.mm(dn_h.t(), h_prev, out=dw_hh[2 * H :])
-    else:
-        rh = gates.view(T * B, -1)[:, :H] * h_prev
-        torch.mm(dg[:, 2 * H :].t(), rh, out=dw_hh[2 * H :])
-    if has_bias:
-        db_ih = dg.sum(0)
-        db_hh = db_ih.clone()
-        if reset_after:
-            db_hh[2 * H :] = dn_h.sum(0)
-    else:
-        db_ih = db_hh = None
-    empty = x.new_empty(0)
-    return dx, dh0, dw_ih, dw_hh, db_ih if has_bias else empty, db_hh if has_bias else x.new_empty(0)
+    torch.mm((dg[:, : 2 * H] if dpre is None else dpre[:, : 2 * H]).t(), h_prev, out=dw_hh[: 2 * H])
+    n_rows = dn_h if dpre is None else dpre[:, 2 * H :]
+    n_partner = h_prev if reset_after else gates.view(T * B, -1)[:, :H] * h_prev
+    torch.mm(n_rows.t(), n_partner, out=dw_hh[2 * H :])
+    db_hh = torch.cat((dg[:, : 2 * H].sum(0), dn_h.sum(0))) if has_bias_hh else _empty(x)
+    dgain = _empty(x)
+    if ln_gain is not None:  # the norm's output is xhat * gain
+        ln_at = (4 if reset_after else 3) * H
+        xhat = gates.view(T * B, -1)[:, ln_at : ln_at + 3 * H]
+        dgain = torch.cat(((dg[:, : 2 * H] * xhat[:, : 2 * H]).sum(0), (dn_h * xhat[:, 2 * H :]).sum(0)))
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain
 
 
 @_recurrence_backward.register_fake
 def _recurrence_backward_fake(
-    dbuf, x, w_ih, w_hh, buf, gates, lengths, rec_mask, zone_mask, reset_after, reverse, has_bias, need_dx, backend,
-    spec,
+    dbuf, x, w_ih, w_hh, buf, gates, ln_gain, lengths, rec_mask, zone_mask, reset_after, reverse, has_bias_ih,
+    has_bias_hh, need_dx, backend, spec,
 ):
     T, B, I = x.shape
     H = w_hh.shape[1]
-    dx = x.new_empty(T, B, I) if need_dx else x.new_empty(0)
-    db = (lambda: x.new_empty(3 * H)) if has_bias else (lambda: x.new_empty(0))
-    return dx, x.new_empty(B, H), w_ih.new_empty(3 * H, I), w_hh.new_empty(3 * H, H), db(), db()
+    dx = x.new_empty(T, B, I) if need_dx else _empty(x)
+    dw_ih = _empty(x) if w_ih is None else w_ih.new_empty(3 * H, I)
+    db_ih = x.new_empty(3 * H) if has_bias_ih and w_ih is not None else _empty(x)
+    db_hh = x.new_empty(3 * H) if has_bias_hh else _empty(x)
+    dgain = x.new_empty(3 * H) if ln_gain is not None else _empty(x)
+    return dx, x.new_empty(B, H), dw_ih, w_hh.new_empty(3 * H, H), db_ih, db_hh, dgain
 
 
 def _setup_context(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rec_mask, zone_mask, reset_after, reverse, save, backend, spec = inputs
+    (x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, lengths, rec_mask, zone_mask, reset_after, reverse, save, backend,
+     spec) = inputs
     buf, gates = output
-    if not save:
-        ctx.unsaved = True
-        return
-    ctx.unsaved = False
-    ctx.save_for_backward(x, w_ih, w_hh, buf, gates, lengths, rec_mask, zone_mask)
-    ctx.flags = (reset_after, reverse, b_ih is not None, backend, spec)
+    ctx.unsaved = not save
+    if save:
+        ctx.save_for_backward(x, w_ih, w_hh, buf, gates, ln_gain, lengths, rec_mask, zone_mask)
+        ctx.flags = (reset_after, reverse, b_ih is not None, b_hh is not None, backend, spec)
 
 
 def _backward(ctx, dbuf, dgates):
     if ctx.unsaved:
         raise RuntimeError("fastgru: backward through a recurrence run with save=False (an inference call)")
-    x, w_ih, w_hh, buf, gates, lengths, rec_mask, zone_mask = ctx.saved_tensors
-    reset_after, reverse, has_bias, backend, spec = ctx.flags
+    x, w_ih, w_hh, buf, gates, ln_gain, lengths, rec_mask, zone_mask = ctx.saved_tensors
+    reset_after, reverse, has_b_ih, has_b_hh, backend, spec = ctx.flags
     if dbuf is None:
         dbuf = torch.zeros_like(buf)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _recurrence_backward(
-        dbuf.contiguous(), x, w_ih, w_hh, buf, gates, lengths, rec_mask, zone_mask,
-        reset_after, reverse, has_bias, ctx.needs_input_grad[0], backend, spec,
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain = _recurrence_backward(
+        dbuf.contiguous(), x, w_ih, w_hh, buf, gates, ln_gain, lengths, rec_mask, zone_mask,
+        reset_after, reverse, has_b_ih, has_b_hh, ctx.needs_input_grad[0], backend, spec,
     )
+    need = ctx.needs_input_grad
     return (
-        dx if ctx.needs_input_grad[0] else None,
+        dx if need[0] else None,
         dh0,
-        dw_ih,
+        dw_ih if w_ih is not None else None,
         dw_hh,
-        db_ih if has_bias else None,
-        db_hh if has_bias else None,
+        db_ih if has_b_ih and w_ih is not None else None,
+        db_hh if has_b_hh else None,
+        dgain if ln_gain is not None else None,
         None, None, None, None, None, None, None, None,
     )
 
@@ -213,19 +237,30 @@ def gru_layer(
     rec_mask: Tensor | None = None,
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
+    layer_norm: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One GRU layer, one direction: x (T, B, I), h0 (B, H) -> (output (T, B, H), h_n (B, H)).
 
     No argument checks (fastgru.nn.GRU and `gru` do them); lengths, if given, must be int64 (B,).
     rec_mask (B, H): recurrent-dropout mask (the cell sees h_{t-1} * rec_mask); zone_mask (T, B, H):
     zoneout keep-mask; spec: activations and eval-mode zoneout (see fastgru.backends.CellSpec).
+    layer_norm: (gain_ih, gain_hh), each (3H,): layer-normalise the input and the recurrent
+    pre-activations (Ba et al. 2016); b_ih / b_hh are the norms' shifts. The recurrent norm runs over
+    all 3H values (reset_after=True, as haste) or over the r,z block and the n block (reset_after=False).
     """
     T = x.shape[0]
     if lengths is not None:
         lengths = lengths.to(device=x.device, dtype=torch.int64)
-    save = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
+    save = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, *(layer_norm or ()))
+    if layer_norm is not None:  # input-side norm over the 3H projections, shifted by b_ih (autograd)
+        gain_ih, ln_gain = layer_norm
+        T_, B_ = x.shape[0], x.shape[1]
+        gi = F.layer_norm(x.reshape(T_ * B_, -1) @ w_ih.t(), (w_ih.shape[0],), gain_ih, b_ih, LN_EPS)
+        x, w_ih, b_ih = gi.view(T_, B_, -1), None, None
+    else:
+        ln_gain = None
     buf, _ = _recurrence(
-        x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, lengths,
+        x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, ln_gain, lengths,
         None if rec_mask is None else rec_mask.contiguous(), None if zone_mask is None else zone_mask.contiguous(),
         reset_after, reverse, save, backend, _spec_key(spec),
     )
@@ -315,6 +350,7 @@ def gru(
     recurrent_dropout: float = 0.0,
     zoneout: float = 0.0,
     masks: Sequence[LayerMasks] | None = None,
+    layer_norms: Sequence[tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """A stacked, optionally bidirectional GRU with torch.nn.GRU's semantics and hand-written BPTT.
 
@@ -325,6 +361,7 @@ def gru(
     once per call, see `draw_masks`, or given as `masks`): input_dropout and recurrent_dropout
     (one mask per sequence, Keras' `dropout` / `recurrent_dropout`), zoneout (Krueger et al. 2016; in
     eval mode each unit keeps zoneout of its previous value, the expectation). cell: activations.
+    layer_norms: (gain_ih, gain_hh) per layer-direction for a LayerNormGRU (see gru_layer).
     Returns (output, h_n) like torch.nn.GRU. Raises fastgru.GRUInputError on bad arguments.
     """
     dirs = 2 if bidirectional else 1
@@ -372,6 +409,7 @@ def gru(
             y, h_n = gru_layer(
                 x_k, hx[k], *weights[k], reset_after=reset_after, reverse=d == 1,
                 lengths=lengths, backend=backend, rec_mask=mk.recurrent, zone_mask=mk.zoneout, spec=cell,
+                layer_norm=None if layer_norms is None else layer_norms[k],
             )
             outs.append(y)
             finals.append(h_n)

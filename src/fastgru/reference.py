@@ -44,11 +44,17 @@ def gru_cell(
     gate_activation: str = "sigmoid",
     candidate_activation: str = "tanh",
     hard_sigmoid: tuple[float, float] = (0.2, 0.5),
+    layer_norm: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """One GRU step for a batch: x (B, I), h (B, H) -> h' (B, H), in float64.
 
     gate_activation replaces the sigmoid of r and z, candidate_activation the tanh of n.
+    layer_norm = (gain_ih, gain_hh): LayerNormGRU (see layer_norm_gru_cell).
     """
+    if layer_norm is not None:
+        return layer_norm_gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, layer_norm, reset_after,
+                                   activation(gate_activation, *hard_sigmoid),
+                                   activation(candidate_activation, *hard_sigmoid))
     sigmoid = activation(gate_activation, *hard_sigmoid)
     tanh = activation(candidate_activation, *hard_sigmoid)
     x, h, w_ih, w_hh = (t.to(torch.float64) for t in (x, h, w_ih, w_hh))
@@ -68,6 +74,38 @@ def gru_cell(
         n = tanh(x @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
     else:
         n = tanh(x @ w_in.T + b_in + (r * h) @ w_hn.T + b_hn)
+    return (1 - z) * n + z * h
+
+
+def _norm(v: Tensor, gain: Tensor, eps: float = 1e-5) -> Tensor:
+    """Layer norm over the last dimension without shift: (v - mean) / sqrt(var + eps) * gain."""
+    mean = v.mean(-1, keepdim=True)
+    var = ((v - mean) ** 2).mean(-1, keepdim=True)
+    return (v - mean) / torch.sqrt(var + eps) * gain.to(torch.float64)
+
+
+def layer_norm_gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, layer_norm, reset_after=True, sigmoid=torch.sigmoid,
+                        tanh=torch.tanh) -> Tensor:
+    """LayerNormGRU step (Ba et al. 2016, as haste): the input projections (all 3H) and the recurrent
+    products are layer-normalised with gains, and b_ih / b_hh act as the norms' shifts. The recurrent
+    norm covers all 3H values (reset_after=True) or the r,z block and the n block (reset_after=False)."""
+    x, h, w_ih, w_hh = (t.to(torch.float64) for t in (x, h, w_ih, w_hh))
+    H = h.shape[-1]
+    zero = torch.zeros(3 * H, dtype=torch.float64, device=h.device)
+    b_ih = zero if b_ih is None else b_ih.to(torch.float64)
+    b_hh = zero if b_hh is None else b_hh.to(torch.float64)
+    gain_ih, gain_hh = layer_norm
+    gi = _norm(x @ w_ih.T, gain_ih) + b_ih
+    if reset_after:
+        gh = _norm(h @ w_hh.T, gain_hh) + b_hh
+        r = sigmoid(gi[:, :H] + gh[:, :H])
+        z = sigmoid(gi[:, H : 2 * H] + gh[:, H : 2 * H])
+        n = tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+    else:
+        gh = _norm(h @ w_hh[: 2 * H].T, gain_hh[: 2 * H]) + b_hh[: 2 * H]
+        r = sigmoid(gi[:, :H] + gh[:, :H])
+        z = sigmoid(gi[:, H : 2 * H] + gh[:, H:])
+        n = tanh(gi[:, 2 * H :] + _norm((r * h) @ w_hh[2 * H :].T, gain_hh[2 * H :]) + b_hh[2 * H :])
     return (1 - z) * n + z * h
 
 

@@ -25,6 +25,10 @@ honour them, `select(..., plain=False)` skips the others):
     rec_mask:  (B, H) recurrent-dropout mask, one per sequence: the cell sees h_{t-1} * rec_mask
                (Keras' recurrent_dropout semantics).
     zone_mask: (T, B, H) zoneout keep-mask (1 = keep the previous value), training mode.
+    ln_gain:   (3H,) gain of the recurrent layer norm (LayerNormGRU), or absent. Forward then also saves
+               the normalised recurrent pre-activations (3H) and 2 rstd values per (t, b) after the
+               gates, and backward returns a 4th tensor: dgh_pre (T, B, 3H), the gradient of the
+               recurrent products before the norm (what pairs with h_{t-1} / r*h_{t-1} for dW_hh).
     spec:      a CellSpec: activations, hard-sigmoid slope/offset, zoneout probability for eval mode
                (h_t = p h_{t-1} + (1 - p) cell(h_{t-1}) when zone_mask is None).
 
@@ -42,6 +46,7 @@ import torch
 BACKENDS = ("auto", "cpu", "torch", "triton")
 ACTIVATIONS = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "relu": 3, "softsign": 4}
 GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
+LN_EPS = 1e-5  # epsilon of the layer norms (LayerNormGRU); the CPU kernel uses the same value
 
 
 @dataclass(frozen=True)

@@ -113,11 +113,12 @@ def recurrence_forward(
     rec_mask: Tensor | None = None,
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
+    ln_gain: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     ext = load()
     buf, gates = ext.forward(
         gi.contiguous(), h0.contiguous(), w_hh.contiguous(), _contig(b_hh), _contig(lengths),
-        reset_after, reverse, save, *_options(rec_mask, zone_mask, spec),
+        reset_after, reverse, save, *_options(rec_mask, zone_mask, spec), _contig(ln_gain),
     )
     return buf, gates
 
@@ -134,10 +135,10 @@ def recurrence_backward(
     rec_mask: Tensor | None = None,
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
-) -> tuple[Tensor, Tensor, Tensor]:
+    ln_gain: Tensor | None = None,
+) -> tuple[Tensor, ...]:
     ext = load()
-    dgi, dgh_n, dh0 = ext.backward(
+    return tuple(ext.backward(
         dbuf.contiguous(), buf, gates, w_hh.contiguous(), _contig(lengths), reset_after, reverse,
-        *_options(rec_mask, zone_mask, spec),
-    )
-    return dgi, dgh_n, dh0
+        *_options(rec_mask, zone_mask, spec), _contig(ln_gain),
+    ))

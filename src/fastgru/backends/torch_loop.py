@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import PLAIN, CellSpec
+from . import LN_EPS, PLAIN, CellSpec
 
 SUPPORTS_CELL_OPTIONS = True
 
@@ -37,6 +37,19 @@ def activation_grad(name: str, y: Tensor, spec: CellSpec) -> Tensor:
     if name == "relu":
         return (y > 0).to(y.dtype)
     return (1 - y.abs()) ** 2  # softsign
+
+
+def _ln(v: Tensor, gain: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Layer norm without shift over the last dim: (xhat * gain, xhat, rstd)."""
+    mean = v.mean(-1, keepdim=True)
+    rstd = (v.var(-1, unbiased=False, keepdim=True) + LN_EPS).rsqrt()
+    xhat = (v - mean) * rstd
+    return xhat * gain, xhat, rstd
+
+
+def _ln_backward(dout: Tensor, gain: Tensor, xhat: Tensor, rstd: Tensor) -> Tensor:
+    dx = dout * gain
+    return rstd * (dx - dx.mean(-1, keepdim=True) - xhat * (dx * xhat).mean(-1, keepdim=True))
 
 
 def _slots(T: int, reverse: bool):
@@ -67,36 +80,54 @@ def recurrence_forward(
     rec_mask: Tensor | None = None,
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
+    ln_gain: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     T, B, _ = gi.shape
     H = w_hh.shape[1]
     gate, cand = activation(spec.gate_activation, spec), activation(spec.candidate_activation, spec)
     buf = gi.new_empty(T + 1, B, H)
     buf[T if reverse else 0] = h0
-    gates = gi.new_empty(T, B, (4 if reset_after else 3) * H) if save else gi.new_empty(0)
+    width = (4 if reset_after else 3) * H + (3 * H + 2 if ln_gain is not None else 0)
+    gates = gi.new_empty(T, B, width) if save else gi.new_empty(0)
     bias = b_hh if b_hh is not None else gi.new_zeros(3 * H)
     for t, i, o in _slots(T, reverse):
         h = buf[i]
         hm = h if rec_mask is None else h * rec_mask
         g = gi[t]
+        norm = []  # (xhat, rstd) per normalised block
         if reset_after:
-            gh = torch.addmm(bias, hm, w_hh.t())
+            gh = hm @ w_hh.t()
+            if ln_gain is not None:
+                gh, *stats = _ln(gh, ln_gain)
+                norm.append(stats)
+            gh = gh + bias
             r = gate(g[:, :H] + gh[:, :H])
             z = gate(g[:, H : 2 * H] + gh[:, H : 2 * H])
             hn = gh[:, 2 * H :]
             n = cand(g[:, 2 * H :] + r * hn)
         else:
-            gh = torch.addmm(bias[: 2 * H], hm, w_hh[: 2 * H].t())
+            gh = hm @ w_hh[: 2 * H].t()
+            if ln_gain is not None:
+                gh, *stats = _ln(gh, ln_gain[: 2 * H])
+                norm.append(stats)
+            gh = gh + bias[: 2 * H]
             r = gate(g[:, :H] + gh[:, :H])
             z = gate(g[:, H : 2 * H] + gh[:, H:])
-            n = cand(g[:, 2 * H :] + torch.addmm(bias[2 * H :], r * hm, w_hh[2 * H :].t()))
+            ghn = (r * hm) @ w_hh[2 * H :].t()
+            if ln_gain is not None:
+                ghn, *stats = _ln(ghn, ln_gain[2 * H :])
+                norm.append(stats)
+            n = cand(g[:, 2 * H :] + ghn + bias[2 * H :])
         new = n + z * (hm - n)
         k = _keep(zone_mask, spec, t)
         new = k * h + (1 - k) * new
         m = _live_mask(lengths, t, h.dtype)
         buf[o] = new if m is None else torch.lerp(h, new, m)
         if save:
-            parts = (r, z, n, hn) if reset_after else (r, z, n)
+            parts = [r, z, n, hn] if reset_after else [r, z, n]
+            if norm:
+                rstds = [st[1] for st in norm] + [torch.zeros_like(norm[0][1])] * (2 - len(norm))
+                parts += [st[0] for st in norm] + rstds
             torch.cat(parts, dim=1, out=gates[t])
     return buf, gates
 
@@ -113,11 +144,14 @@ def recurrence_backward(
     rec_mask: Tensor | None = None,
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
-) -> tuple[Tensor, Tensor, Tensor]:
+    ln_gain: Tensor | None = None,
+) -> tuple[Tensor, ...]:
     T, B, H = buf.shape[0] - 1, buf.shape[1], buf.shape[2]
     ga, ca = spec.gate_activation, spec.candidate_activation
     dgi = buf.new_empty(T, B, 3 * H)
     dgh_n = buf.new_empty(T, B, H) if reset_after else buf.new_empty(0)
+    dpre = buf.new_empty(T, B, 3 * H) if ln_gain is not None else None
+    ln_at = (4 if reset_after else 3) * H
     dh = torch.zeros_like(buf[0])
     steps = list(_slots(T, reverse))
     for t, i, o in reversed(steps):
@@ -134,16 +168,29 @@ def recurrence_backward(
         g = g * (1 - k)
         dn = g * (1 - z) * activation_grad(ca, n, spec)
         dz = g * (hm - n) * activation_grad(ga, z, spec)
+        if ln_gain is not None:
+            xhat, rstd = gates[t, :, ln_at : ln_at + 3 * H], gates[t, :, ln_at + 3 * H :]
         if reset_after:
-            hn = gates[t, :, 3 * H :]
+            hn = gates[t, :, 3 * H : 4 * H]
             dr = dn * hn * activation_grad(ga, r, spec)
             dgh_n[t] = dn * r
-            dhm = g * z + torch.cat((dr, dz, dn * r), dim=1) @ w_hh
+            da = torch.cat((dr, dz, dn * r), dim=1)
+            if ln_gain is not None:
+                da = dpre[t] = _ln_backward(da, ln_gain, xhat, rstd[:, :1])
+            dhm = g * z + da @ w_hh
         else:
-            drh = dn @ w_hh[2 * H :]
+            da_n = dn
+            if ln_gain is not None:
+                da_n = dpre[t, :, 2 * H :] = _ln_backward(dn, ln_gain[2 * H :], xhat[:, 2 * H :], rstd[:, 1:2])
+            drh = da_n @ w_hh[2 * H :]
             dr = drh * hm * activation_grad(ga, r, spec)
-            dhm = g * z + drh * r + torch.cat((dr, dz), dim=1) @ w_hh[: 2 * H]
+            da_rz = torch.cat((dr, dz), dim=1)
+            if ln_gain is not None:
+                da_rz = dpre[t, :, : 2 * H] = _ln_backward(da_rz, ln_gain[: 2 * H], xhat[:, : 2 * H], rstd[:, :1])
+            dhm = g * z + drh * r + da_rz @ w_hh[: 2 * H]
         torch.cat((dr, dz, dn), dim=1, out=dgi[t])
         dh = passthrough + direct + (dhm if rec_mask is None else dhm * rec_mask)
     first_in = steps[0][1]
+    if dpre is not None:
+        return dgi, dgh_n, dh + dbuf[first_in], dpre
     return dgi, dgh_n, dh + dbuf[first_in]

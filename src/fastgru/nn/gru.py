@@ -205,8 +205,12 @@ class GRU(nn.Module):
             dropout=self.dropout, training=self.training, reset_after=self.reset_after, lengths=lengths,
             enforce_sorted=enforce_sorted, check_finite_values=self.check_finite, backend=self.backend,
             cell=self.cell, input_dropout=self.input_dropout, recurrent_dropout=self.recurrent_dropout,
-            zoneout=self.zoneout,
+            zoneout=self.zoneout, layer_norms=self._layer_norms(),
         )
+
+    def _layer_norms(self) -> list[tuple[Tensor, Tensor]] | None:
+        """(gain_ih, gain_hh) per layer-direction for layer-normalised subclasses; None here."""
+        return None
 
     def _forward_packed(self, packed: PackedSequence, hx: Tensor | None) -> tuple[PackedSequence, Tensor]:
         """Run a PackedSequence as a padded batch in its sorted order, then pack the output identically."""
@@ -259,7 +263,7 @@ class GRU(nn.Module):
 
 def _fused_step(gru: GRU, x: Tensor, state: Tensor) -> Tensor | None:
     """The CPU extension's one-call step, or None when it cannot be used (grad, device, no extension)."""
-    if x.device.type != "cpu" or gru.backend == "torch":
+    if x.device.type != "cpu" or gru.backend == "torch" or gru._layer_norms() is not None:
         return None
     if torch.is_grad_enabled() and (x.requires_grad or state.requires_grad or gru.weight_hh_l0.requires_grad):
         return None
@@ -343,3 +347,34 @@ class GRUCell(nn.Module):
         )
         out = h_n[0]
         return out.squeeze(0) if unbatched else out
+
+
+class LayerNormGRU(GRU):
+    """GRU with layer-normalised gate pre-activations (Ba et al. 2016, as haste's LayerNormGRU).
+
+    The input projections (3H) and the recurrent products are normalised with learnable gains
+    ln_weight_ih_l{k}[_reverse] and ln_weight_hh_l{k}[_reverse] (initialised to 1); the usual biases
+    are the norms' shifts. The recurrent norm covers all 3H values (reset_after=True) or the r,z block
+    and the n block (reset_after=False). Same constructor and forward as fastgru.nn.GRU.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        factory = {"device": self.weight_hh_l0.device, "dtype": self.weight_hh_l0.dtype}
+        self._ln_names: list[tuple[str, str]] = []
+        for name in self._flat_weights_names:
+            if name.startswith("weight_ih_"):
+                suffix = name[len("weight_ih_"):]
+                pair = (f"ln_weight_ih_{suffix}", f"ln_weight_hh_{suffix}")
+                for ln_name in pair:
+                    setattr(self, ln_name, nn.Parameter(torch.ones(3 * self.hidden_size, **factory)))
+                self._ln_names.append(pair)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for pair in getattr(self, "_ln_names", []):
+            for ln_name in pair:
+                nn.init.ones_(getattr(self, ln_name))
+
+    def _layer_norms(self) -> list[tuple[Tensor, Tensor]]:
+        return [(getattr(self, a), getattr(self, b)) for a, b in self._ln_names]

@@ -132,6 +132,7 @@ struct Cell {
   const T* zone_mask;  // (T, B, H) zoneout keep-mask (training) or null
   T zone_p;            // zoneout keep probability used when zone_mask is null (eval); 0 = off
   T hs_alpha, hs_beta; // hard_sigmoid(x) = clamp(alpha * x + beta, 0, 1)
+  const T* ln_gain;    // (3H) gain of the recurrent layer norm, or null (no layer norm)
   bool zoneout() const { return zone_mask != nullptr || zone_p != T(0); }
   T keep(int64_t t, int64_t B, int64_t H, int64_t b, int64_t j) const {
     return zone_mask ? zone_mask[(t * B + b) * H + j] : zone_p;
@@ -171,6 +172,42 @@ struct Slots {
   int64_t out(int64_t t) const { return reverse ? t : t + 1; }        // buf slot written by step t
 };
 
+// Recurrent layer norm (Ba et al. 2016): v <- (v - mean) * rstd * gain over a block of `width` values,
+// keeping the normalised values and rstd for backward. The shift is the layer's b_hh.
+template <typename T>
+void ln_forward(T* v, int64_t width, const T* gain, T* xhat, T* rstd_out) {
+  T mean = 0, var = 0;
+  for (int64_t j = 0; j < width; ++j) mean += v[j];
+  mean /= T(width);
+  for (int64_t j = 0; j < width; ++j) var += (v[j] - mean) * (v[j] - mean);
+  const T rstd = T(1) / std::sqrt(var / T(width) + T(1e-5));
+  for (int64_t j = 0; j < width; ++j) {
+    xhat[j] = (v[j] - mean) * rstd;
+    v[j] = xhat[j] * gain[j];
+  }
+  *rstd_out = rstd;
+}
+
+// d(normalised output) -> d(input) of ln_forward, written to dv.
+template <typename T>
+void ln_backward(const T* dout, int64_t width, const T* gain, const T* xhat, T rstd, T* dv) {
+  T m1 = 0, m2 = 0;
+  for (int64_t j = 0; j < width; ++j) {
+    const T dx = dout[j] * gain[j];
+    m1 += dx;
+    m2 += dx * xhat[j];
+  }
+  m1 /= T(width);
+  m2 /= T(width);
+  for (int64_t j = 0; j < width; ++j) dv[j] = rstd * (dout[j] * gain[j] - m1 - xhat[j] * m2);
+}
+
+// Values saved per (t, b): r, z, n (+ W_hn h + b_hn for reset_after), then with layer norm the 3H
+// normalised recurrent pre-activations and one rstd per normalised block (2 slots).
+inline int64_t saved_width(bool reset_after, bool layer_norm, int64_t H) {
+  return (reset_after ? 4 * H : 3 * H) + (layer_norm ? 3 * H + 2 : 0);
+}
+
 // Forward of one layer-direction. With recurrent dropout the cell sees hm = h_{t-1} * mask (Keras'
 // recurrent_dropout semantics); zoneout then mixes h_t = k * h_{t-1} + (1 - k) * cell(hm).
 template <typename T, int GA, int CA>
@@ -181,7 +218,8 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
   const T* w = w_hh.data_ptr<T>();
   const T* bh = c.b_hh;
   T* buf_p = buf.data_ptr<T>();
-  const int64_t gw = reset_after ? 4 * H : 3 * H;  // saved values per (t, b)
+  const int64_t gw = saved_width(reset_after, c.ln_gain != nullptr, H);  // saved values per (t, b)
+  const int64_t ln_at = reset_after ? 4 * H : 3 * H;  // offset of the layer-norm values
   // Without saving, gate values go to a one-step scratch so the inner loops stay branch-free.
   at::Tensor scratch = save ? at::Tensor() : at::empty({B, gw}, gi.options());
   T* gates_p = save ? gates.data_ptr<T>() : scratch.data_ptr<T>();
@@ -228,6 +266,11 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
       gemm_all(hm, H, T(0), gh, G3);
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
+          if (c.ln_gain) {
+            T* svb = sv + b * gw;
+            ln_forward(gh + b * G3, G3, c.ln_gain, svb + ln_at, svb + ln_at + G3);
+            svb[ln_at + G3 + 1] = T(0);  // one normalised block: the second rstd slot is unused
+          }
           const T* g = git + b * G3;
           const T* q = gh + b * G3;
           const T* h = hm + b * H;
@@ -252,6 +295,10 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
       gemm_rz(hm, H, T(0), gh, G3);
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
+          if (c.ln_gain) {
+            T* svb = sv + b * gw;
+            ln_forward(gh + b * G3, 2 * H, c.ln_gain, svb + ln_at, svb + ln_at + G3);
+          }
           const T* g = git + b * G3;
           T* q = gh + b * G3;
           const T* h = hm + b * H;
@@ -271,6 +318,10 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
       gemm_n(rh, H, T(0), gh + 2 * H, G3);
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
+          if (c.ln_gain) {
+            T* svb = sv + b * gw;
+            ln_forward(gh + b * G3 + 2 * H, H, c.ln_gain + 2 * H, svb + ln_at + 2 * H, svb + ln_at + G3 + 1);
+          }
           const T* g = git + b * G3;
           const T* q = gh + b * G3;
           const T* h = hm + b * H;
@@ -294,9 +345,11 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
 template <typename T, int GA, int CA>
 void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tensor& gates,
                    const at::Tensor& w_hh, const Cell<T>& c, bool reset_after, at::Tensor& dgi,
-                   at::Tensor& dgh_n, at::Tensor& dh0, const Slots& s) {
+                   at::Tensor& dgh_n, at::Tensor& dh0, at::Tensor& dgh_pre, const Slots& s) {
   const int64_t B = buf.size(1), H = buf.size(2), G3 = 3 * H;
-  const int64_t gw = reset_after ? 4 * H : 3 * H;
+  const int64_t gw = saved_width(reset_after, c.ln_gain != nullptr, H);
+  const int64_t ln_at = reset_after ? 4 * H : 3 * H;
+  T* dpre_p = c.ln_gain ? dgh_pre.data_ptr<T>() : nullptr;  // (T, B, 3H) pre-norm recurrent gradient
   const T* dbuf_p = dbuf.data_ptr<T>();
   const T* buf_p = buf.data_ptr<T>();
   const T* gates_p = gates.data_ptr<T>();
@@ -380,7 +433,16 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
           }
         }
       });
-      back_all(tmp, G3, T(1), dhm, H);
+      if (c.ln_gain) {  // through the layer norm: tmp becomes the gradient of h @ W_hh^T
+        T* dpre = dpre_p + t * B * G3;
+        for (int64_t b = 0; b < B; ++b) {
+          const T* svb = sv + b * gw;
+          ln_backward(tmp + b * G3, G3, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3);
+        }
+        back_all(dpre, G3, T(1), dhm, H);
+      } else {
+        back_all(tmp, G3, T(1), dhm, H);
+      }
     } else {
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
@@ -395,7 +457,17 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
           }
         }
       });
-      back_n(dg + 2 * H, G3, T(0), tmp, G3);  // d(r * hm) into tmp[:, :H]
+      const T* dn_src = dg + 2 * H;  // gradient of W_hn (r * hm), through the n-block norm if any
+      T* dpre = c.ln_gain ? dpre_p + t * B * G3 : nullptr;
+      if (c.ln_gain) {
+        for (int64_t b = 0; b < B; ++b) {
+          const T* svb = sv + b * gw;
+          ln_backward(dg + b * G3 + 2 * H, H, c.ln_gain + 2 * H, svb + ln_at + 2 * H, svb[ln_at + G3 + 1],
+                      dpre + b * G3 + 2 * H);
+        }
+        dn_src = dpre + 2 * H;
+      }
+      back_n(dn_src, G3, T(0), tmp, G3);  // d(r * hm) into tmp[:, :H]
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const bool live = !(c.len && t >= c.len[b]);
@@ -416,7 +488,15 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
           }
         }
       });
-      back_rz(dg, G3, T(1), dhm, H);
+      if (c.ln_gain) {
+        for (int64_t b = 0; b < B; ++b) {
+          const T* svb = sv + b * gw;
+          ln_backward(dg + b * G3, 2 * H, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3);
+        }
+        back_rz(dpre, G3, T(1), dhm, H);
+      } else {
+        back_rz(dg, G3, T(1), dhm, H);
+      }
     }
     // Pass 3: gradient of h_{t-1} = direct part + (through the recurrent-dropout mask) the cell part.
     for (int64_t k = 0; k < B * H; ++k) d[k] = keep[k] + (m ? dhm[k] * m[k] : dhm[k]);
@@ -482,29 +562,33 @@ void dispatch_activations(int64_t gate, int64_t cand, const F& fn) {
 
 template <typename T>
 Cell<T> make_cell(const T* b_hh, const c10::optional<at::Tensor>& lengths, const c10::optional<at::Tensor>& rec_mask,
-                  const c10::optional<at::Tensor>& zone_mask, double zone_p, double hs_alpha, double hs_beta) {
+                  const c10::optional<at::Tensor>& zone_mask, double zone_p, double hs_alpha, double hs_beta,
+                  const c10::optional<at::Tensor>& ln_gain) {
   return Cell<T>{b_hh, lengths_ptr(lengths), optional_ptr<T>(rec_mask, "rec_mask"), optional_ptr<T>(zone_mask, "zone_mask"),
-                 T(zone_p), T(hs_alpha), T(hs_beta)};
+                 T(zone_p), T(hs_alpha), T(hs_beta), optional_ptr<T>(ln_gain, "ln_gain")};
 }
 
 std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, const at::Tensor& w_hh,
                                 const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& lengths,
                                 bool reset_after, bool reverse, bool save, const c10::optional<at::Tensor>& rec_mask,
                                 const c10::optional<at::Tensor>& zone_mask, double zone_p, int64_t gate_act,
-                                int64_t cand_act, double hs_alpha, double hs_beta) {
+                                int64_t cand_act, double hs_alpha, double hs_beta,
+                                const c10::optional<at::Tensor>& ln_gain) {
   check_inputs(gi, "gi");
   check_inputs(h0, "h0");
   check_inputs(w_hh, "w_hh");
   const int64_t T = gi.size(0), B = gi.size(1), H = w_hh.size(1);
   at::Tensor buf = empty_huge({T + 1, B, H}, gi.options());
-  at::Tensor gates = save ? empty_huge({T, B, (reset_after ? 4 : 3) * H}, gi.options()) : at::empty({0}, gi.options());
+  const bool layer_norm = ln_gain.has_value() && ln_gain->defined();
+  at::Tensor gates = save ? empty_huge({T, B, saved_width(reset_after, layer_norm, H)}, gi.options())
+                          : at::empty({0}, gi.options());
   const Slots s{T, reverse};
   buf.select(0, reverse ? T : 0).copy_(h0);
   AT_DISPATCH_FLOATING_TYPES(gi.scalar_type(), "fastgru_forward", [&] {
     const bool has_bias = b_hh.has_value() && b_hh->defined();
     at::Tensor bias = has_bias ? b_hh->contiguous() : at::zeros({3 * H}, gi.options());
     const Cell<scalar_t> c = make_cell<scalar_t>(bias.data_ptr<scalar_t>(), lengths, rec_mask, zone_mask, zone_p,
-                                                 hs_alpha, hs_beta);
+                                                 hs_alpha, hs_beta, ln_gain);
     dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
       forward_impl<scalar_t, GA, CA>(gi, w_hh, c, reset_after, save, buf, gates, s);
     });
@@ -516,7 +600,8 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
                                  const at::Tensor& w_hh, const c10::optional<at::Tensor>& lengths, bool reset_after,
                                  bool reverse, const c10::optional<at::Tensor>& rec_mask,
                                  const c10::optional<at::Tensor>& zone_mask, double zone_p, int64_t gate_act,
-                                 int64_t cand_act, double hs_alpha, double hs_beta) {
+                                 int64_t cand_act, double hs_alpha, double hs_beta,
+                                 const c10::optional<at::Tensor>& ln_gain) {
   check_inputs(dbuf, "dbuf");
   check_inputs(buf, "buf");
   check_inputs(gates, "gates");
@@ -525,12 +610,17 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   at::Tensor dgi = empty_huge({T, B, 3 * H}, buf.options());
   at::Tensor dgh_n = reset_after ? empty_huge({T, B, H}, buf.options()) : at::empty({0}, buf.options());
   at::Tensor dh0 = at::empty({B, H}, buf.options());
+  const bool layer_norm = ln_gain.has_value() && ln_gain->defined();
+  at::Tensor dgh_pre = layer_norm ? empty_huge({T, B, 3 * H}, buf.options()) : at::empty({0}, buf.options());
   AT_DISPATCH_FLOATING_TYPES(buf.scalar_type(), "fastgru_backward", [&] {
-    const Cell<scalar_t> c = make_cell<scalar_t>(nullptr, lengths, rec_mask, zone_mask, zone_p, hs_alpha, hs_beta);
+    const Cell<scalar_t> c =
+        make_cell<scalar_t>(nullptr, lengths, rec_mask, zone_mask, zone_p, hs_alpha, hs_beta, ln_gain);
     dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
-      backward_impl<scalar_t, GA, CA>(dbuf, buf, gates, w_hh, c, reset_after, dgi, dgh_n, dh0, Slots{T, reverse});
+      backward_impl<scalar_t, GA, CA>(dbuf, buf, gates, w_hh, c, reset_after, dgi, dgh_n, dh0, dgh_pre,
+                                      Slots{T, reverse});
     });
   });
+  if (layer_norm) return {dgi, dgh_n, dh0, dgh_pre};
   return {dgi, dgh_n, dh0};
 }
 
@@ -596,7 +686,8 @@ at::Tensor step(const at::Tensor& x, const at::Tensor& state, const std::vector<
   TORCH_CHECK(x.is_contiguous() && state.is_contiguous(), "step: x and state must be contiguous");
   at::Tensor out = at::empty_like(state);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastgru_step", [&] {
-    const Cell<scalar_t> c{nullptr, nullptr, nullptr, nullptr, scalar_t(zone_p), scalar_t(hs_alpha), scalar_t(hs_beta)};
+    const Cell<scalar_t> c{nullptr, nullptr, nullptr, nullptr, scalar_t(zone_p), scalar_t(hs_alpha), scalar_t(hs_beta),
+                           nullptr};
     dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
       step_impl<scalar_t, GA, CA>(x, state, weights, reset_after, c, out);
     });
