@@ -7,6 +7,7 @@ training step, measured in a fresh subprocess per side. Used by `benchmarks/cpu.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -177,3 +178,22 @@ def run(
         )
         replace_section(Path(output), "cpu", "## CPU: fastgru.nn.GRU vs torch.nn.GRU", body)
     return rows
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """`fastgru bench`: the parity check and the CPU speed table against torch.nn.GRU."""
+    p = subparsers.add_parser("bench", help="time fastgru.nn.GRU against torch.nn.GRU on this CPU")
+    p.add_argument("--reps", type=int, default=5, help="timed runs per side (median reported; default 5)")
+    p.add_argument("--quick", action="store_true", help="only the two smallest sizes")
+    p.add_argument("--output", default=None, help="also write the table into this Markdown file (a section)")
+    p.set_defaults(func=run_from_args)
+    return p
+
+
+def run_from_args(args: argparse.Namespace) -> dict:
+    if args.reps < 1:
+        raise ValueError(f"--reps must be >= 1, got {args.reps}")
+    sizes = [SIZES[0], SIZES[2]] if args.quick else SIZES
+    command = "fastgru bench" + (" --quick" if args.quick else "") + f" --reps {args.reps}"
+    rows = run(sizes, reps=args.reps, output=args.output, command=command)
+    return {"rows": [asdict(r) for r in rows]}
