@@ -57,6 +57,7 @@ def _model_meta(model: nn.Module) -> dict[str, Any]:
 def save_model(model: nn.Module, folder: str | Path) -> None:
     """Write ``model.safetensors`` (weights, config in its header) and ``model.json`` (the config, readable)."""
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     meta = _model_meta(model)
     weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     shared = _shared()

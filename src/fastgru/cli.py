@@ -1,0 +1,129 @@
+"""The `fastgru` command: one subcommand per task (forecast, detect, classify, generate, compare, viz, demo).
+
+How a subcommand is added (the registry)
+----------------------------------------
+A task module provides two functions and is listed in ``SUBCOMMANDS`` below, nothing else:
+
+    def add_parser(subparsers) -> argparse.ArgumentParser:
+        p = subparsers.add_parser("mytask", help="one line for `fastgru --help`")
+        p.add_argument(...)                       # the task's own options
+        p.set_defaults(func=run_from_args)
+        return p
+
+    def run_from_args(args: argparse.Namespace) -> dict | None:
+        ...                                       # run, print tables, say where the outputs are
+
+For every subcommand that does not define them itself the CLI adds the common options:
+
+    --out FOLDER       where outputs go; default ./fastgru-out/<subcommand> (``args.out``)
+    --force            replace files an earlier run left in --out (``args.force``); without it a task
+                       must refuse to overwrite (see fastgru.tasks._common.check_outputs)
+    --progress / --no-progress   progress bars; default: on when stderr is a terminal (``args.progress``)
+
+A module that cannot be imported (a task still being written, a missing optional dependency) is left
+out of the command with a note under `fastgru --help`, so one broken task never breaks the others.
+Errors about the user's input (ValueError, FileNotFoundError, FileExistsError) print one clear line
+and exit with status 2; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .tasks._common import default_out
+
+# The registry: import paths of modules providing add_parser(subparsers) and run_from_args(args).
+SUBCOMMANDS: tuple[str, ...] = (
+    "fastgru.tasks.demo",
+    "fastgru.tasks.forecast",
+    "fastgru.tasks.detect",
+    "fastgru.tasks.classify",
+    "fastgru.tasks.generate",
+    "fastgru.tasks.compare",
+    "fastgru.tasks.viz",
+    "fastgru.bench",
+)
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+
+
+def _has_option(parser: argparse.ArgumentParser, option: str) -> bool:
+    return option in parser._option_string_actions  # argparse keeps no public view of this
+
+
+def _add_common_options(parser: argparse.ArgumentParser, name: str) -> None:
+    if not _has_option(parser, "--out"):
+        parser.add_argument("--out", default=str(default_out(name)),
+                            help=f"output folder (default: {default_out(name)})")
+    if not _has_option(parser, "--force"):
+        parser.add_argument("--force", action="store_true",
+                            help="replace files that an earlier run left in --out")
+    if not _has_option(parser, "--progress"):
+        parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                            help="progress bars (default: on when writing to a terminal)")
+
+
+def build_parser(modules: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentParser:
+    """The argparse parser with every importable registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="fastgru",
+        description="Exact, fast GRUs on PyTorch, and what they are for: forecasting, anomaly detection, "
+        "sequence classification, text generation, GRU-vs-LSTM comparisons, pictures of the gates.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    skipped = []
+    for path in modules:
+        try:
+            module = importlib.import_module(path)
+        except ImportError as exc:
+            skipped.append(f"{path.rsplit('.', 1)[-1]} ({exc})")
+            continue
+        if not hasattr(module, "add_parser"):
+            continue
+        before = set(sub.choices)
+        p = module.add_parser(sub)
+        names = set(sub.choices) - before
+        name = next(iter(names)) if names else path.rsplit(".", 1)[-1]
+        if p is None:
+            p = sub.choices.get(name)
+        if p is not None:
+            _add_common_options(p, name)
+    if skipped:
+        parser.epilog = "not available here: " + "; ".join(skipped)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `fastgru` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None) or not hasattr(args, "func"):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    if getattr(args, "progress", False) is None:
+        args.progress = sys.stderr.isatty()
+    try:
+        args.func(args)
+    except USER_ERRORS as exc:
+        print(f"fastgru {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fastgru {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run(argv: Sequence[str]) -> Any:
+    """Run a subcommand in this process and return what its run function returned (for Python callers)."""
+    args = build_parser().parse_args(list(argv))
+    if getattr(args, "progress", False) is None:
+        args.progress = False
+    return args.func(args)
+
+
+if __name__ == "__main__":  # python -m fastgru.cli
+    sys.exit(main())
