@@ -89,6 +89,11 @@ def test_compare_jsb_end_to_end(tmp_path):
         expected = sum(p.numel() for p in rnn.parameters()) + rnn.hidden_size * 88 + 88
         assert int(summary.loc[summary.cell == cell, "parameters"].iloc[0]) == expected
     assert summary["paper_test"].tolist() == [8.54, 8.67, 9.10]
+    for cell in ("gru", "lstm", "rnn"):  # the selected seed is the one with the best validation value
+        mine = [r for r in results["runs"] if r["cell"] == cell]
+        chosen = min(mine, key=lambda r: r["best_valid"])
+        row = summary[summary.cell == cell].iloc[0]
+        assert row["selected_seed"] == chosen["seed"] and row["selected_test"] == pytest.approx(chosen["test"])
     for col in ("test_mean", "best_valid_mean", "train_seconds_per_epoch_mean"):
         assert summary[col].map(math.isfinite).all() and (summary[col] > 0).all()
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -132,6 +137,8 @@ def test_compare_bad_input_messages(tmp_path):
         compare.run_compare(data, tmp_path, cells=("gruu",), epochs=1)
     with pytest.raises(ValueError, match="seeds: give at least one"):
         compare.run_compare(data, tmp_path, seeds=(), epochs=1)
+    with pytest.raises(ValueError, match="threads must be a positive number"):
+        compare.run_compare(data, tmp_path, threads=0, epochs=1)
     with pytest.raises(ValueError, match="text too short for seq_len=100: the training part has"):
         compare.text_data("short text " * 5, seq_len=100)
     assert not any(tmp_path.iterdir())  # nothing written before the checks

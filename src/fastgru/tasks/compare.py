@@ -175,6 +175,7 @@ def run_compare(
     batch_size: int = 16,
     clip_norm: float = 1.0,
     padded: bool = False,
+    threads: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train every cell with every seed on `data`; write the outputs to `out_dir`; return results.json's dict.
@@ -182,6 +183,7 @@ def run_compare(
     Each run keeps the weights of its best validation epoch (early stopping after `patience` epochs
     without improvement) and is scored on the test set with them. Times per epoch are each run's median
     (robust to a busy machine), after a warm-up pass. padded=True: see :class:`IgnoreLengths`.
+    threads: torch's CPU thread count, set before every run so all cells get the same (None: leave it).
     """
     if not cells:
         raise ValueError("cells: give at least one of gru, lstm, rnn, torch_gru")
@@ -190,11 +192,15 @@ def run_compare(
         raise ValueError(f"cells: unknown {unknown}; choose from {sorted(CELL_NAMES)}")
     if not seeds:
         raise ValueError("seeds: give at least one seed")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be a positive number of CPU threads, got {threads}")
     out_dir = Path(out_dir)
     sizes = hidden_sizes or hidden_sizes_for(data, cells, budget)
     runs = []
     for cell in cells:
         for seed in seeds:
+            if threads is not None:
+                torch.set_num_threads(threads)
             torch.manual_seed(seed)  # the initial weights depend on the seed too
             model = build_model(cell=cell, hidden_size=sizes[cell], **data.model)
             if padded:
@@ -233,7 +239,8 @@ def run_compare(
         "metric": data.metric_label,
         "settings": {"cells": list(cells), "seeds": list(seeds), "hidden_sizes": sizes, "epochs": epochs,
                      "patience": patience, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
-                     "clip_norm": clip_norm, "padded": padded, "torch_threads": torch.get_num_threads()},
+                     "clip_norm": clip_norm, "padded": padded,
+                     "torch_threads": threads if threads is not None else torch.get_num_threads()},
         "summary": summary,
         "runs": runs,
     }
@@ -255,6 +262,8 @@ def summarize(runs: list[dict[str, Any]], data: CompareData) -> list[dict[str, A
         for key in ("train_seconds_per_epoch", "epoch_seconds", "best_valid", "test"):
             row[f"{key}_mean"], row[f"{key}_sd"] = _mean_sd([r[key] for r in mine])
         row["epochs_mean"] = statistics.fmean(r["epochs"] for r in mine)
+        chosen = min(mine, key=lambda r: r["best_valid"])  # model selection on validation, as Chung et al. did
+        row["selected_seed"], row["selected_test"] = chosen["seed"], chosen["test"]
         row["paper_test"] = data.paper.get(cell)
         rows.append(row)
     return rows
@@ -264,13 +273,14 @@ def markdown_table(summary: list[dict[str, Any]], data: CompareData) -> str:
     """The comparison as a Markdown table (mean +- sd over seeds)."""
     paper = any(r["paper_test"] is not None for r in summary)
     head = (f"| model | units | parameters | train s/epoch | epochs run | best valid {data.metric_label} "
-            f"| test {data.metric_label} |" + (" paper's test |" if paper else ""))
+            f"| test {data.metric_label} | test of the best-validation seed |" + (" paper's test |" if paper else ""))
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in summary:
         line = (f"| {r['model']} | {r['hidden_size']} | {r['parameters']:,} "
                 f"| {r['train_seconds_per_epoch_mean']:.3f} +- {r['train_seconds_per_epoch_sd']:.3f} "
                 f"| {r['epochs_mean']:.0f} | {r['best_valid_mean']:.3f} +- {r['best_valid_sd']:.3f} "
-                f"| {r['test_mean']:.3f} +- {r['test_sd']:.3f} |")
+                f"| {r['test_mean']:.3f} +- {r['test_sd']:.3f} "
+                f"| {r['selected_test']:.3f} (seed {r['selected_seed']}) |")
         if paper:
             line += f" {r['paper_test']:.2f} |" if r["paper_test"] is not None else " |"
         lines.append(line)
@@ -331,6 +341,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--section", default=None, help="section name in --results-md (default compare / compare-text)")
     p.add_argument("--padded", action="store_true",
                    help="JSB: run every cell on the padded batch without lengths (identical work, for timing)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for every run (default: unchanged)")
     p.add_argument("--progress", action="store_true", help="show progress bars")
     p.set_defaults(func=run_from_args)
     return p
@@ -358,7 +369,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     results = run_compare(
         data, args.out, cells=cells, seeds=seeds, budget=args.budget, epochs=args.epochs, patience=args.patience,
         optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, padded=args.padded,
-        progress=args.progress,
+        threads=args.threads, progress=args.progress,
     )
     table = markdown_table(results["summary"], data)
     print(f"{data.name}: {len(seeds)} seed(s), {args.optimizer} lr {args.lr}, batch {args.batch_size}, "
@@ -371,8 +382,10 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
         section = args.section or ("compare" if args.data == "jsb" else f"compare-{args.data}")
         command = "fastgru " + " ".join(sys.argv[1:])
-        body = (f"Command: `{command}`\n\n{data.name}; seeds {args.seeds}, mean +- sd over seeds; "
-                f"{torch.get_num_threads()} torch threads; train s/epoch is the training pass alone.\n\n{table}")
+        threads = results["settings"]["torch_threads"]
+        body = (f"Command: `{command}`\n\n{data.name}; seeds {args.seeds}, mean +- sd over seeds; {threads} torch "
+                f"thread(s); train s/epoch: median training-pass seconds per epoch (evaluation not included).\n\n"
+                f"{table}")
         replace_section(args.results_md, section, f"### compare: {data.name}", body)
         print(f"updated section {section!r} of {args.results_md}")
     return results
