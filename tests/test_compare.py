@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import math
@@ -13,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fastgru import cli
 from fastgru.data import jsb_chorales
 from fastgru.models import build_model
 from fastgru.tasks import compare
@@ -112,14 +112,12 @@ def test_compare_on_text_with_a_budget_and_cli(tmp_path, capsys):
     text = tmp_path / "words.txt"
     words = "the quick brown fox jumps over a lazy dog while seven wizards box "
     text.write_text("".join(words[int(i)] for i in torch.randint(len(words), (3000,))), encoding="utf-8")
-    parser = argparse.ArgumentParser(prog="fastgru")
-    compare.add_parser(parser.add_subparsers())
     md = tmp_path / "RESULTS.md"
     md.write_text("# Results\n\nkept text\n")
-    args = parser.parse_args(["compare", "--data", "text", "--text-file", str(text), "--seq-len", "30",
-                              "--budget", "3000", "--cells", "gru,lstm", "--seeds", "3", "--epochs", "1",
-                              "--out", str(tmp_path / "out"), "--results-md", str(md)])
-    results = args.func(args)
+    argv = ["compare", "--data", "text", "--text-file", str(text), "--seq-len", "30", "--budget", "3000",
+            "--cells", "gru,lstm", "--seeds", "3", "--epochs", "1", "--out", str(tmp_path / "out"),
+            "--results-md", str(md)]
+    results = cli.run(argv)
     rows = results["summary"]
     assert [r["cell"] for r in rows] == ["gru", "lstm"]
     for r in rows:
@@ -129,6 +127,9 @@ def test_compare_on_text_with_a_budget_and_cli(tmp_path, capsys):
     assert report.startswith("# Results\n\nkept text\n")
     assert "<!-- compare-text:start -->" in report and "<!-- compare-text:end -->" in report
     assert "bits per character" in capsys.readouterr().out
+    # a second run into the same folder is refused (exit status 2, one clear line) unless --force
+    assert cli.main(argv) == 2
+    assert "already holds results.json, summary.csv, table.md, curves.png" in capsys.readouterr().err
 
 
 def test_compare_bad_input_messages(tmp_path):

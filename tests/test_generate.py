@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
 import pytest
 import torch
 
+from fastgru import cli
 from fastgru.data import char_text
 from fastgru.tasks import generate
 
@@ -69,18 +69,18 @@ def test_saved_model_loads_and_gives_the_same_outputs(trained):
 def test_cli_trains_on_a_file_and_samples_from_a_saved_model(tmp_path, capsys):
     text = tmp_path / "poem.txt"
     text.write_text(char_text.load_builtin_text()[6000:9000], encoding="utf-8")
-    parser = argparse.ArgumentParser(prog="fastgru")
-    generate.add_parser(parser.add_subparsers())
     run = tmp_path / "run"
-    args = parser.parse_args(["generate", "--text-file", str(text), "--seq-len", "20", "--hidden-size", "12",
-                              "--epochs", "1", "--prompt", "The ", "--length", "30", "--out", str(run)])
-    result = args.func(args)
+    result = cli.run(["generate", "--text-file", str(text), "--seq-len", "20", "--hidden-size", "12",
+                      "--epochs", "1", "--prompt", "The ", "--length", "30", "--out", str(run)])
     assert math.isfinite(result["metrics"]["bits_per_char"]["test"])
     assert (run / "sample.txt").read_text() == result["sample"] + "\n"
     assert "bits per character" in capsys.readouterr().out
-    args = parser.parse_args(["generate", "--load", str(run), "--prompt", "O", "--length", "10",
-                              "--temperature", "0", "--out", str(tmp_path / "again")])
-    assert len(args.func(args)["sample"]) == 11
+    again = cli.run(["generate", "--load", str(run), "--prompt", "O", "--length", "10", "--temperature", "0",
+                     "--out", str(tmp_path / "again")])
+    assert len(again["sample"]) == 11
+    # the user's text is too short for the chunk length: one clear line, exit status 2
+    assert cli.main(["generate", "--text-file", str(text), "--seq-len", "2000", "--out", str(tmp_path / "s")]) == 2
+    assert "text too short for seq_len=2000" in capsys.readouterr().err
 
 
 def test_bad_input_messages(tmp_path, trained):

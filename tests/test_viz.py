@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -11,7 +10,7 @@ import torch
 from PIL import Image
 
 import fastgru.nn
-from fastgru import reference
+from fastgru import cli, reference
 from fastgru.data.char_text import load_builtin_text
 from fastgru.tasks import compare
 from fastgru.tasks import viz as viz_task
@@ -149,12 +148,8 @@ def test_viz_task_end_to_end_on_text_and_jsb(tmp_path, capsys):
         assert norms[0] == pytest.approx(math.sqrt(sizes[cells[name.split()[0]]]), rel=1e-6)
     with Image.open(tmp_path / "text" / "gru_process.gif") as im:
         assert im.n_frames == 2 * 4
-    parser = argparse.ArgumentParser(prog="fastgru")
-    viz_task.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["viz", "--data", "jsb", "--epochs", "0", "--gif-hidden", "3", "--gif-steps", "1",
-                              "--flow-steps", "10", "--flow-sequences", "1", "--max-steps", "12",
-                              "--out", str(tmp_path / "jsb")])
-    args.func(args)
+    cli.run(["viz", "--data", "jsb", "--epochs", "0", "--gif-hidden", "3", "--gif-steps", "1", "--flow-steps", "10",
+             "--flow-sequences", "1", "--max-steps", "12", "--out", str(tmp_path / "jsb")])
     for name in ("gates.png", "gradient_flow.png"):
         with Image.open(tmp_path / "jsb" / name) as im:
             assert im.format == "PNG"

@@ -7,9 +7,9 @@ negative log-likelihood per time step (nats) on the test set at the best validat
 
 Every model goes through the same code: `fastgru.models.build_model` (cell "gru" is fastgru's own GRU,
 "lstm"/"rnn" torch's, "torch_gru" torch.nn.GRU for speed comparisons) and `fastgru.train.Trainer`.
-Outputs in `out_dir`: one folder per run with its history.json, results.json (everything), summary.csv
-(one row per cell), table.md (the Markdown table) and curves.png (validation metric against epoch and
-against training time).
+Outputs in `out_dir` (the command refuses to replace them without --force): one folder per run with its
+history.json, results.json (everything), summary.csv (one row per cell), table.md (the Markdown table) and
+curves.png (validation metric against epoch and against training time).
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ from ..data import char_text, jsb_chorales
 from ..models import build_model, hidden_size_for_budget
 from ..train import SequenceData, TrainConfig, Trainer
 from ..viz.heatmap import save_figure
+from ._common import check_outputs
 
 CELL_NAMES = {"gru": "GRU (fastgru)", "lstm": "LSTM (torch)", "rnn": "tanh RNN (torch)", "torch_gru": "GRU (torch)"}
 # Chung et al. 2014, Table 2 (test NLL per step) and their model sizes, for JSB Chorales.
 CHUNG_JSB_TEST_NLL = {"gru": 8.54, "torch_gru": 8.54, "lstm": 8.67, "rnn": 9.10}
 CHUNG_JSB_UNITS = {"gru": 46, "torch_gru": 46, "lstm": 36, "rnn": 100}
 DATASETS = ("jsb", "text")
+OUTPUTS = ("results.json", "summary.csv", "table.md", "curves.png")
 
 
 @dataclass
@@ -336,13 +338,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None,
                    help="use only this many sequences per split (JSB chorales) or characters (text), for a quick run")
-    p.add_argument("--out", default="runs/compare", help="output folder")
     p.add_argument("--results-md", default=None, help="also write the table into this Markdown file (e.g. RESULTS.md)")
     p.add_argument("--section", default=None, help="section name in --results-md (default compare / compare-text)")
     p.add_argument("--padded", action="store_true",
                    help="JSB: run every cell on the padded batch without lengths (identical work, for timing)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads for every run (default: unchanged)")
-    p.add_argument("--progress", action="store_true", help="show progress bars")
     p.set_defaults(func=run_from_args)
     return p
 
@@ -358,6 +358,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Run `fastgru compare` from parsed arguments; prints the table and where the outputs are."""
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     seeds = _int_list(args.seeds, "--seeds")
+    check_outputs(args.out, OUTPUTS, getattr(args, "force", False))
     if args.data == "jsb":
         if args.text_file:
             raise ValueError("--text-file goes with --data text")
@@ -369,7 +370,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     results = run_compare(
         data, args.out, cells=cells, seeds=seeds, budget=args.budget, epochs=args.epochs, patience=args.patience,
         optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, padded=args.padded,
-        threads=args.threads, progress=args.progress,
+        threads=args.threads, progress=bool(getattr(args, "progress", False)),
     )
     table = markdown_table(results["summary"], data)
     print(f"{data.name}: {len(seeds)} seed(s), {args.optimizer} lr {args.lr}, batch {args.batch_size}, "

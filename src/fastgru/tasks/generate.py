@@ -23,7 +23,9 @@ from ..data import char_text
 from ..models import SequenceModel, build_model
 from ..train import StreamData, TrainConfig, Trainer
 from ..train.checkpoints import load_model, save_model
+from ._common import check_outputs
 
+OUTPUTS = ("model", "vocab.json", "history.json", "metrics.json", "sample.txt")
 EVAL_STREAMS = 4  # parallel streams when scoring held-out text (each starts from a zero state)
 
 
@@ -161,8 +163,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=400, help="characters to sample")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0 = greedy)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/generate", help="output folder")
-    p.add_argument("--progress", action="store_true", help="show progress bars")
     p.set_defaults(func=run_from_args)
     return p
 
@@ -172,6 +172,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.temperature < 0:
         raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
     out = Path(args.out)
+    check_outputs(out, ("sample.txt",) if args.load else OUTPUTS, getattr(args, "force", False))
     if args.load:
         model, vocab = load_char_model(args.load)
         metrics: dict[str, Any] = {}
@@ -182,7 +183,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         model, vocab, metrics = train_char_model(
             text, out, seq_len=args.seq_len, hidden_size=args.hidden_size, num_layers=args.num_layers,
             embedding_dim=args.embedding_dim, epochs=args.epochs, patience=args.patience, lr=args.lr,
-            batch_size=args.batch_size, seed=args.seed, progress=args.progress,
+            batch_size=args.batch_size, seed=args.seed, progress=bool(getattr(args, "progress", False)),
         )
         bpc = metrics["bits_per_char"]
         print(f"{metrics['parameters']:,} parameters, {metrics['epochs_run']} epochs (best {metrics['best_epoch']}); "

@@ -23,9 +23,11 @@ from ..data import char_text
 from ..models import SequenceModel, build_model
 from ..train import SequenceData, TrainConfig, Trainer
 from ..viz import animate_gru, gru_gate_trace, jacobian_norms, plot_gate_heatmaps, plot_gradient_flow
+from ._common import check_outputs
 from .compare import CELL_NAMES, CompareData, hidden_sizes_for, jsb_data, text_data
 
 FLOW_CELLS = ("gru", "lstm", "rnn")
+OUTPUTS = ("gates.png", "gru_process.gif", "gradient_flow.png", "viz.json")
 COLOURS = {"gru": "tab:blue", "lstm": "tab:orange", "rnn": "tab:green"}
 
 
@@ -156,13 +158,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--flow-sequences", type=int, default=8, help="held-out sequences averaged in that plot")
     p.add_argument("--budget", type=int, default=None, help="parameters per model (default as in compare)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/viz", help="output folder")
     p.set_defaults(func=run_from_args)
     return p
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Run `fastgru viz` from parsed arguments; prints where the pictures are."""
+    check_outputs(args.out, OUTPUTS, getattr(args, "force", False))
     labels = None
     if args.data == "jsb":
         if args.text_file:
