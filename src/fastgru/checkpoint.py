@@ -1,0 +1,229 @@
+"""Checkpoints: one safetensors file holding the weights and, in its header, a JSON config. No pickle.
+
+`save(model, path)` writes a fastgru.nn module (GRU, GRUCell, or any fastgru.nn class whose
+constructor arguments are stored as same-named attributes) atomically: temp file, fsync, os.replace,
+so an existing file is either fully replaced (only with overwrite=True) or left untouched.
+`load(path)` rebuilds the module without executing anything from the file: the class is looked up by
+name inside fastgru.nn only, the constructor arguments are plain JSON values.
+
+Because safetensors checks structure but not content, the header also carries a SHA-256 of every
+tensor (name, dtype, shape, bytes): `load` tells a truncated file, a corrupted one, a file that is not
+a fastgru checkpoint, and one whose tensors do not fit its config apart, each with its own message.
+`write` / `read` are the same format for any dict of tensors plus a JSON config (for trainers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ._atomic import check_target, write_atomic
+
+FORMAT = "fastgru.checkpoint"
+FORMAT_VERSION = 1
+_SKIP_ARGS = ("self", "device", "dtype")
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is truncated, corrupted, not a fastgru checkpoint, or does not fit the model."""
+
+
+def checksum(tensors: Mapping[str, Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def write(path: str | Path, tensors: Mapping[str, Tensor], config: Mapping, *, overwrite: bool = False) -> Path:
+    """Write tensors + a JSON-serialisable config as a checksummed safetensors file, atomically."""
+    from safetensors.torch import save as st_save
+
+    check_target(path, overwrite=overwrite)
+    try:
+        config_json = json.dumps(config, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"config must be plain JSON (numbers, strings, bools, lists, dicts): {exc}") from exc
+    for name, t in tensors.items():
+        if not isinstance(t, Tensor):
+            raise CheckpointError(f"tensors[{name!r}] is a {type(t).__name__}, not a torch.Tensor")
+    plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": config_json,
+        "sha256": checksum(plain),
+    }
+    data = st_save(plain, metadata=metadata)
+    return write_atomic(path, data, overwrite=overwrite)
+
+
+def _parse_header(path: Path, data: bytes) -> dict:
+    """Check the safetensors framing ourselves so truncation and corruption get precise messages."""
+    size = len(data)
+    if size < 8:
+        raise CheckpointError(f"{path}: truncated: {size} bytes, too short for a safetensors header")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER:
+        raise CheckpointError(f"{path}: corrupted or not a safetensors file (header length field says {n} bytes)")
+    if 8 + n > size:
+        raise CheckpointError(f"{path}: truncated: the header needs {8 + n} bytes but the file has {size}")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupted header (not valid JSON: {exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupted header (not a JSON object)")
+    ends = [
+        entry["data_offsets"][1]
+        for key, entry in header.items()
+        if key != "__metadata__" and isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list)
+    ]
+    needed = 8 + n + max(ends, default=0)
+    if needed > size:
+        raise CheckpointError(f"{path}: truncated: the tensors need {needed} bytes but the file has {size}")
+    if needed < size:
+        raise CheckpointError(f"{path}: corrupted: {size - needed} unexpected bytes after the tensor data")
+    return header
+
+
+def read(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict]:
+    """(tensors, config) from a file written by `write`; CheckpointError if it is damaged or foreign."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    data = path.read_bytes()
+    header = _parse_header(path, data)
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a fastgru checkpoint (no '{FORMAT}' marker in the safetensors metadata); for a plain "
+            "state dict use safetensors.torch.load_file and module.load_state_dict"
+        )
+    version = meta.get("format_version")
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path}: checkpoint format version {version!r}; this fastgru reads {FORMAT_VERSION}")
+    try:
+        config = json.loads(meta["config"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupted config in the header ({exc})") from exc
+    try:
+        tensors = st_load(data)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: corrupted tensor table ({exc})") from exc
+    if checksum(tensors) != meta.get("sha256"):
+        raise CheckpointError(f"{path}: corrupted: the tensors' SHA-256 does not match the one saved with them")
+    if str(map_location) != "cpu":
+        tensors = {k: v.to(map_location) for k, v in tensors.items()}
+    return tensors, config
+
+
+def _fastgru_class(name: str) -> type[nn.Module]:
+    from . import nn as fastgru_nn
+
+    cls = getattr(fastgru_nn, name, None) if name in getattr(fastgru_nn, "__all__", ()) else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise CheckpointError(f"checkpoint names class {name!r}, which is not a fastgru.nn module")
+    return cls
+
+
+def module_config(model: nn.Module) -> dict:
+    """{'class', 'kwargs', 'dtype'}: what `load` needs to rebuild `model` (its constructor arguments)."""
+    from . import nn as fastgru_nn
+
+    name = type(model).__name__
+    if getattr(fastgru_nn, name, None) is not type(model):
+        raise TypeError(
+            f"save() takes a fastgru.nn module (GRU, GRUCell, ...), got {type(model).__module__}.{name}; convert "
+            "a torch.nn.GRU with fastgru.interop.from_torch, or save a state_dict with safetensors directly"
+        )
+    kwargs = {}
+    for pname, param in inspect.signature(type(model).__init__).parameters.items():
+        if pname in _SKIP_ARGS or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if not hasattr(model, pname):
+            raise TypeError(f"cannot save {name}: constructor argument {pname!r} is not kept as an attribute")
+        value = getattr(model, pname)
+        if not (value is None or isinstance(value, (bool, int, float, str))):
+            raise TypeError(f"cannot save {name}: argument {pname}={value!r} is not a plain JSON value")
+        kwargs[pname] = value
+    dtypes = {p.dtype for p in model.parameters()}
+    if len(dtypes) != 1:
+        raise TypeError(f"cannot save {name}: its parameters have mixed dtypes {sorted(map(str, dtypes))}")
+    return {"class": name, "kwargs": kwargs, "dtype": str(dtypes.pop()).removeprefix("torch.")}
+
+
+def save(model: nn.Module, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Save a fastgru.nn module's weights and constructor arguments to `path` (safetensors + JSON config).
+
+    Atomic; refuses to replace an existing file unless overwrite=True. Returns the path.
+    """
+    config = module_config(model)  # validate before touching the disk
+    return write(path, model.state_dict(), {"module": config}, overwrite=overwrite)
+
+
+def load(
+    path: str | Path,
+    *,
+    map_location: str | torch.device = "cpu",
+    into: nn.Module | None = None,
+) -> nn.Module:
+    """Rebuild the module saved by `save` (or load its weights into `into`, which must match its config).
+
+    Raises FileNotFoundError, or CheckpointError naming what is wrong: truncated, corrupted (checksum),
+    not a fastgru checkpoint, tensors that do not fit the config, or an `into` module that differs.
+    """
+    tensors, config = read(path, map_location=map_location)
+    saved = config.get("module") if isinstance(config, dict) else None
+    if not isinstance(saved, dict) or not {"class", "kwargs", "dtype"} <= set(saved):
+        raise CheckpointError(f"{path}: the config does not describe a fastgru module: {config!r}")
+    cls = _fastgru_class(saved["class"])
+    kwargs = saved["kwargs"]
+    dtype = getattr(torch, str(saved["dtype"]), None)
+    if not isinstance(dtype, torch.dtype):
+        raise CheckpointError(f"{path}: unknown dtype {saved['dtype']!r} in the config")
+    if into is not None:
+        ours = module_config(into)
+        diffs = [
+            f"{k}: file {kwargs.get(k)!r}, module {ours['kwargs'].get(k)!r}"
+            for k in sorted(set(kwargs) | set(ours["kwargs"]))
+            if kwargs.get(k) != ours["kwargs"].get(k) and k not in ("backend", "check_finite", "init")
+        ]
+        if saved["class"] != ours["class"] or diffs:
+            raise CheckpointError(
+                f"{path} holds a {saved['class']} that does not match the given {ours['class']}: " + "; ".join(diffs)
+            )
+        module = into
+    else:
+        try:
+            module = cls(**kwargs, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: cannot build {saved['class']}(**{kwargs}): {exc}") from exc
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != found:
+        missing = sorted(set(expected) - set(found))
+        unexpected = sorted(set(found) - set(expected))
+        shapes = [f"{k}: file {found[k]}, expected {expected[k]}" for k in sorted(set(expected) & set(found))
+                  if expected[k] != found[k]]
+        raise CheckpointError(
+            f"{path}: tensors do not fit {saved['class']}({kwargs}): missing {missing or 'none'}, "
+            f"unexpected {unexpected or 'none'}, wrong shapes {shapes or 'none'}"
+        )
+    with torch.no_grad():
+        module.load_state_dict(tensors)
+    return module if into is not None else module.to(map_location)
