@@ -39,7 +39,7 @@ from ._common import check_outputs, default_out, format_table, write_csv
 from .forecast import Forecaster, _list, _training_windows, add_model_args
 
 OUTPUTS = ("scores.csv", "detect.png", "metrics.json", "history.json")
-MAD_TO_SD = 1.4826  # MAD of a normal distribution times this = its standard deviation
+MAD_TO_SD = 1.4826022185056018  # 1 / Phi^-1(3/4): MAD of a normal distribution times this = its sd
 
 
 def robust_z(residuals: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -195,7 +195,7 @@ def forecast(
     per_step_mae = np.abs(pred - truth).mean(axis=(0, 2))
 
     # -- outputs --------------------------------------------------------------------------------------------
-    seg_o = test_o[(test_o - split.val_end) % horizon == 0]  # non-overlapping segments over the tail
+    seg_o = np.arange(split.val_end, n, horizon)  # non-overlapping segments covering the tail (the last cut short)
     seg_pred = fc.predict(values, seg_o)
     future = fc.predict(values, np.array([n]))[0]  # origin n: the steps past the data's end
     frame = _forecast_frame(s, y, targets, seg_o, seg_pred, future, horizon, m)

@@ -1,0 +1,94 @@
+"""`forecast` end to end on real series; its baselines recomputed here from the raw data."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fastgru.tasks.forecast import forecast
+
+
+def _png_ok(path) -> None:
+    img = matplotlib.image.imread(str(path))
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_sunspots_default_settings_beat_the_naive_forecast(tmp_path):
+    """At the default settings (seed 0) the GRU's MAE on the held-out tail is below the naive forecast's."""
+    r = forecast("sunspots", out_dir=tmp_path, seed=0)
+    y = pd.read_csv(str(resources.files("fastgru.data") / "files" / "sunspots.csv"))["SUNACTIVITY"].to_numpy(float)
+    n, h, m = len(y), r["horizon"], 11
+    val_end = n - round(0.15 * n)
+    train_end = val_end - round(0.15 * n)
+    # the baselines, recomputed independently of the task's code
+    origins = range(val_end, n - h + 1)
+    naive_mae = np.mean([abs(y[t + k] - y[t - 1]) for t in origins for k in range(h)])
+    snaive_mae = np.mean([abs(y[t + k] - y[t + k - m * (k // m + 1)]) for t in origins for k in range(h)])
+    scale = np.mean(np.abs(y[m:train_end] - y[: train_end - m]))
+    metrics = r["metrics"]
+    assert metrics["naive"]["mae"][0] == pytest.approx(naive_mae)
+    assert metrics["seasonal naive (m=11)"]["mae"][0] == pytest.approx(snaive_mae)
+    assert metrics["naive"]["mase"][0] == pytest.approx(naive_mae / scale)
+    gru = metrics[r["model"]]
+    assert all(np.isfinite(gru[k][0]) for k in ("mae", "rmse", "mase"))
+    margin = 1 - gru["mae"][0] / naive_mae
+    print(f"sunspots: GRU MAE {gru['mae'][0]:.2f} vs naive {naive_mae:.2f}: {100 * margin:.1f}% lower")
+    assert r["beats_naive"] and margin > 0.1
+
+    # outputs exist and parse
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["metrics"] == json.loads(json.dumps(metrics))
+    fc = pd.read_csv(tmp_path / "forecast.csv")
+    test, future = fc[fc.part == "test"], fc[fc.part == "future"]
+    assert len(future) == h and future["SUNACTIVITY_forecast"].notna().all()
+    assert len(test) == n - val_end and np.isfinite(test["SUNACTIVITY_forecast"]).all()
+    np.testing.assert_allclose(test["SUNACTIVITY"].to_numpy(), y[val_end:])
+    assert future["time"].tolist() == list(range(2009, 2009 + h))
+    _png_ok(tmp_path / "forecast.png")
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert hist["best_epoch"] == r["best_epoch"] and len(hist["epochs"]) == r["epochs_run"]
+    assert (tmp_path / "model" / "model.safetensors").exists()
+
+
+def test_user_csv_multivariate_by_column_names(tmp_path):
+    """A user's CSV, columns picked by name (a text column in the file is ignored), two of three forecast."""
+    src = pd.read_csv(str(resources.files("fastgru.data") / "files" / "macrodata.csv"))
+    df = src[["year", "quarter", "unemp", "infl", "realint"]].copy()
+    df.insert(2, "note", "text")
+    path = tmp_path / "macro.csv"
+    df.to_csv(path, index=False)
+    r = forecast(path, ["unemp", "infl", "realint"], targets=["unemp", "infl"], season=4, window=16, horizon=4,
+                 epochs=3, hidden_size=16, out_dir=tmp_path / "out", seed=int(torch.randint(0, 1000, (1,))))
+    assert r["columns"] == ["unemp", "infl", "realint"] and r["targets"] == ["unemp", "infl"]
+    for name, sc in r["metrics"].items():
+        assert len(sc["mae"]) == 2 and np.isfinite(sc["mae"]).all() and np.isfinite(sc["mase"]).all(), name
+    fc = pd.read_csv(tmp_path / "out" / "forecast.csv")
+    assert {"unemp_forecast", "infl_forecast", "unemp_seasonal_naive"} <= set(fc.columns)
+    assert "realint_forecast" not in fc.columns
+    _png_ok(tmp_path / "out" / "forecast.png")
+
+
+def test_refuses_to_overwrite_an_earlier_run(tmp_path):
+    kw = dict(window=12, horizon=3, epochs=1, hidden_size=8, out_dir=tmp_path)
+    forecast("nile", **kw)
+    before = (tmp_path / "forecast.csv").read_bytes()
+    with pytest.raises(FileExistsError, match="forecast.csv.*pass --force"):
+        forecast("nile", **kw)
+    assert (tmp_path / "forecast.csv").read_bytes() == before
+    forecast("nile", overwrite=True, seed=1, **kw)
+
+
+def test_bad_settings_are_refused_before_training(tmp_path):
+    from fastgru.data.tabular import DataFileError
+
+    with pytest.raises(DataFileError, match=r"target column 'volumes' not among the input columns 'volume'"):
+        forecast("nile", targets=["volumes"], out_dir=tmp_path)
+    with pytest.raises(DataFileError, match="test tail .* is shorter than the horizon"):
+        forecast("nile", window=10, horizon=20, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
