@@ -65,14 +65,15 @@ const PackedApi& packed_api() {
   static PackedApi api;
   return api;
 }
-// For small per-step products, MKL's thread hand-off costs more than the arithmetic: run the time loop
+// For small per-step products (< 8 MFLOP) MKL's thread hand-off costs more than the arithmetic, and far
+// more when another process holds a core (each hand-off can then wait a scheduler slice): run the loop
 // with one MKL thread (restored on scope exit). No-op without MKL.
 class SmallGemmThreads {
  public:
   explicit SmallGemmThreads(double flops_per_step) {
     using set_t = int (*)(int);
     static set_t set_local = reinterpret_cast<set_t>(dlsym(RTLD_DEFAULT, "MKL_Set_Num_Threads_Local"));
-    if (set_local && flops_per_step < 2e6) {
+    if (set_local && flops_per_step < 8e6) {
       set_ = set_local;
       previous_ = set_local(1);
     }
