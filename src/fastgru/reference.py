@@ -184,3 +184,50 @@ def gru(
         layer_in = torch.cat(outs, dim=2)
     output = layer_in.transpose(0, 1) if batch_first else layer_in
     return output, torch.stack(finals)
+
+
+def mingru(
+    x: Tensor,
+    h0: Tensor | None,
+    weights: Sequence[tuple[Tensor, Tensor | None]],
+    batch_first: bool = False,
+    lengths: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """MinGRU (Feng et al. 2024, "Were RNNs All We Needed?") step by step in float64, stacked layers.
+
+        z   = sigmoid(W_z x_t + b_z)
+        h~  = g(W_h x_t + b_h),   g(v) = v + 0.5 if v >= 0 else sigmoid(v)
+        h_t = (1 - z) * h_{t-1} + z * h~
+
+    x: (T, B, I) or (B, T, I) if batch_first; h0: (num_layers, B, H) or None (zeros); weights: one
+    (weight (2H, I), bias (2H,) or None) per layer, the z rows first. With `lengths`, outputs at
+    t >= lengths[b] are zero and h_n[b] is the state after step lengths[b] - 1.
+    Returns (output (T, B, H) or batch-first, h_n (num_layers, B, H)).
+    """
+    layer_in = x.to(torch.float64)
+    if batch_first:
+        layer_in = layer_in.transpose(0, 1)
+    T, B = layer_in.shape[0], layer_in.shape[1]
+    H = weights[0][0].shape[0] // 2
+    finals = []
+    for layer, (weight, bias) in enumerate(weights):
+        w = weight.to(torch.float64)
+        b = torch.zeros(2 * H, dtype=torch.float64, device=x.device) if bias is None else bias.to(torch.float64)
+        h = torch.zeros(B, H, dtype=torch.float64, device=x.device) if h0 is None else h0[layer].to(torch.float64)
+        outputs = []
+        for t in range(T):
+            z = torch.sigmoid(layer_in[t] @ w[:H].T + b[:H])
+            v = layer_in[t] @ w[H:].T + b[H:]
+            cand = torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+            new = (1 - z) * h + z * cand
+            if lengths is None:
+                h = new
+                outputs.append(new)
+            else:
+                live = (lengths.to(x.device) > t).unsqueeze(1)
+                h = torch.where(live, new, h)
+                outputs.append(torch.where(live, new, torch.zeros_like(new)))
+        finals.append(h)
+        layer_in = torch.stack(outputs)
+    output = layer_in.transpose(0, 1) if batch_first else layer_in
+    return output, torch.stack(finals)
