@@ -30,6 +30,7 @@ FORMAT = "fastgru.checkpoint"
 FORMAT_VERSION = 1
 _SKIP_ARGS = ("self", "device", "dtype")
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+_RUNTIME_ARGS = ("backend", "check_finite", "init")  # may differ between a file and the module it loads into
 
 
 class CheckpointError(ValueError):
@@ -141,6 +142,35 @@ def _fastgru_class(name: str) -> type[nn.Module]:
     return cls
 
 
+def _constructor_params(cls: type) -> list[inspect.Parameter]:
+    """The named constructor arguments of `cls`, from the first class in its MRO without *args/**kwargs."""
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = list(inspect.signature(klass.__init__).parameters.values())
+        if not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            return [p for p in params if p.name not in _SKIP_ARGS]
+    raise TypeError(f"cannot save {cls.__name__}: no constructor with named arguments only")
+
+
+def _argument(model: nn.Module, name: str):
+    """The value `model` was built with for constructor argument `name` (the cell options live in model.cell)."""
+    if name in ("gate_activation", "candidate_activation") and hasattr(model, "cell"):
+        return getattr(model.cell, name)
+    if name == "hard_sigmoid" and hasattr(model, "cell"):
+        return [model.cell.hard_sigmoid_alpha, model.cell.hard_sigmoid_beta]
+    if not hasattr(model, name):
+        raise TypeError(f"cannot save {type(model).__name__}: constructor argument {name!r} is not kept on the module")
+    value = getattr(model, name)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _plain(value) -> bool:
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
 def module_config(model: nn.Module) -> dict:
     """{'class', 'kwargs', 'dtype'}: what `load` needs to rebuild `model` (its constructor arguments)."""
     from . import nn as fastgru_nn
@@ -152,15 +182,11 @@ def module_config(model: nn.Module) -> dict:
             "a torch.nn.GRU with fastgru.interop.from_torch, or save a state_dict with safetensors directly"
         )
     kwargs = {}
-    for pname, param in inspect.signature(type(model).__init__).parameters.items():
-        if pname in _SKIP_ARGS or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        if not hasattr(model, pname):
-            raise TypeError(f"cannot save {name}: constructor argument {pname!r} is not kept as an attribute")
-        value = getattr(model, pname)
-        if not (value is None or isinstance(value, (bool, int, float, str))):
-            raise TypeError(f"cannot save {name}: argument {pname}={value!r} is not a plain JSON value")
-        kwargs[pname] = value
+    for param in _constructor_params(type(model)):
+        value = _argument(model, param.name)
+        if not _plain(value):
+            raise TypeError(f"cannot save {name}: argument {param.name}={value!r} is not a plain JSON value")
+        kwargs[param.name] = value
     dtypes = {p.dtype for p in model.parameters()}
     if len(dtypes) != 1:
         raise TypeError(f"cannot save {name}: its parameters have mixed dtypes {sorted(map(str, dtypes))}")
@@ -192,16 +218,19 @@ def load(
     if not isinstance(saved, dict) or not {"class", "kwargs", "dtype"} <= set(saved):
         raise CheckpointError(f"{path}: the config does not describe a fastgru module: {config!r}")
     cls = _fastgru_class(saved["class"])
-    kwargs = saved["kwargs"]
+    if not isinstance(saved["kwargs"], dict):
+        raise CheckpointError(f"{path}: the config's kwargs are not a JSON object")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["kwargs"].items()}
     dtype = getattr(torch, str(saved["dtype"]), None)
     if not isinstance(dtype, torch.dtype):
         raise CheckpointError(f"{path}: unknown dtype {saved['dtype']!r} in the config")
     if into is not None:
         ours = module_config(into)
+        theirs = saved["kwargs"]
         diffs = [
-            f"{k}: file {kwargs.get(k)!r}, module {ours['kwargs'].get(k)!r}"
-            for k in sorted(set(kwargs) | set(ours["kwargs"]))
-            if kwargs.get(k) != ours["kwargs"].get(k) and k not in ("backend", "check_finite", "init")
+            f"{k}: file {theirs.get(k)!r}, module {ours['kwargs'].get(k)!r}"
+            for k in sorted(set(theirs) | set(ours["kwargs"]))
+            if theirs.get(k) != ours["kwargs"].get(k) and k not in _RUNTIME_ARGS
         ]
         if saved["class"] != ours["class"] or diffs:
             raise CheckpointError(

@@ -239,4 +239,4 @@ def _plan_from_arrays(name, kind, key, dirs, reset_after, where) -> KerasLayerPl
                 f"{where}: reset_after={reset_after} was given but the bias shape {bias.shape} means "
                 f"reset_after={variant}"
             )
-    return KerasLayerPlan(name, kind, units, bias is not None, variant, h5_key=key)
+    return KerasLayerPlan(name, kind, units=units, use_bias=bias is not None, reset_after=variant, h5_key=key)

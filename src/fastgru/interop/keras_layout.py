@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,13 +22,20 @@ from torch import Tensor
 
 from .layout import GRUSpec, InteropError, Weights, swap_rz
 
-# GRU options that only act during training: fastgru cannot reproduce them, but they do not change the
-# outputs of a trained layer at inference. Refused unless the caller accepts dropping them.
+# Options that only act through training and that fastgru has no counterpart for: they do not change a
+# trained layer's outputs. Refused unless the caller accepts dropping them.
 TRAINING_ONLY = (
-    "dropout", "recurrent_dropout", "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-    "activity_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint",
+    "kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
+    "kernel_constraint", "recurrent_constraint", "bias_constraint",
 )
 RECURRENT_CLASSES = ("GRU", "Bidirectional")
+# Keras activation name -> fastgru's; Keras 3's hard_sigmoid is relu6(x + 3) / 6 = clamp(x / 6 + 0.5, 0, 1).
+CANDIDATE_ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "relu", "softsign")
+GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
+KERAS_HARD_SIGMOID = (1.0 / 6.0, 0.5)
+# the options two stacked Keras layers must share to be one fastgru GRU
+SHARED = ("units", "use_bias", "reset_after", "bidirectional", "gate_activation", "candidate_activation",
+          "input_dropout", "recurrent_dropout")
 
 
 @dataclass
@@ -42,13 +49,20 @@ class KerasLayerPlan:
     reset_after: bool
     trainable: bool = True
     return_sequences: bool = True
+    gate_activation: str = "sigmoid"
+    candidate_activation: str = "tanh"
+    input_dropout: float = 0.0
+    recurrent_dropout: float = 0.0
     dropout_before: float = 0.0  # rate of a keras Dropout layer between the previous GRU and this one
     h5_key: str | None = None  # where a saved file keeps its weights (under "layers/")
-    notes: list[str] = field(default_factory=list)
 
     @property
     def bidirectional(self) -> bool:
         return self.class_name == "Bidirectional"
+
+    def options(self) -> dict:
+        return {k: getattr(self, k) for k in ("units", "use_bias", "reset_after", "gate_activation",
+                                              "candidate_activation", "input_dropout", "recurrent_dropout")}
 
 
 def _activation_name(value) -> str:
@@ -66,16 +80,20 @@ def check_gru_config(
     go_backwards: bool = False,
     ignore_training_options: bool = False,
     cell: bool = False,
-) -> tuple[int, bool, bool]:
-    """(units, use_bias, reset_after) of a Keras GRU (or GRUCell) config; refuse what fastgru cannot compute."""
+) -> dict:
+    """The fastgru options of a Keras GRU (or GRUCell) config; refuse what fastgru cannot compute.
+
+    Returns units, use_bias, reset_after, gate_activation, candidate_activation, input_dropout,
+    recurrent_dropout. Keras' dropout maps to fastgru's input_dropout (one mask per sequence, as Keras
+    draws it); recurrent_dropout maps with a warning: with it Keras draws one mask per gate (its
+    implementation 1), fastgru one shared mask, so training noise differs in structure (not in rate).
+    """
     act = _activation_name(config.get("activation", "tanh"))
     rec = _activation_name(config.get("recurrent_activation", "sigmoid"))
-    if act != "tanh":
-        raise InteropError(f"{where}: activation={act!r} is not supported (fastgru's candidate uses tanh)")
-    if rec != "sigmoid":
-        raise InteropError(
-            f"{where}: recurrent_activation={rec!r} is not supported (fastgru's gates use the exact sigmoid)"
-        )
+    if act not in CANDIDATE_ACTIVATIONS:
+        raise InteropError(f"{where}: activation={act!r} is not supported (fastgru has {CANDIDATE_ACTIVATIONS})")
+    if rec not in GATE_ACTIVATIONS:
+        raise InteropError(f"{where}: recurrent_activation={rec!r} is not supported (fastgru has {GATE_ACTIVATIONS})")
     if not cell:
         if bool(config.get("go_backwards", False)) != go_backwards:
             what = "the backward layer of a Bidirectional must" if go_backwards else "a GRU must not"
@@ -93,15 +111,35 @@ def check_gru_config(
         if not ignore_training_options:
             raise InteropError(
                 f"{where}: {', '.join(f'{k}={config.get(k)!r}' for k in used)} cannot be reproduced by fastgru "
-                "(training-time only: the converted weights compute the same inference outputs). Pass "
+                "(training-time only: the converted weights compute the same outputs). Pass "
                 "ignore_training_options=True to convert without them"
             )
         warnings.warn(f"{where}: dropping training-only options {used}", UserWarning, stacklevel=3)
-    reset_after = config.get("reset_after", True)
     units = config.get("units")
     if not isinstance(units, int) or units <= 0:
         raise InteropError(f"{where}: units must be a positive integer, got {units!r}")
-    return units, bool(config.get("use_bias", True)), bool(reset_after)
+    dropout = float(config.get("dropout", 0.0) or 0.0)
+    recurrent_dropout = float(config.get("recurrent_dropout", 0.0) or 0.0)
+    for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+        if not 0.0 <= rate < 1.0:
+            raise InteropError(f"{where}: {name}={rate} must be in [0, 1) for fastgru")
+    if recurrent_dropout > 0 and not cell:
+        warnings.warn(
+            f"{where}: recurrent_dropout={recurrent_dropout} maps to fastgru's recurrent_dropout at the same "
+            "rate, but Keras draws a separate mask per gate there and fastgru one shared mask (training "
+            "only; outputs in eval mode are identical)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return {
+        "units": units,
+        "use_bias": bool(config.get("use_bias", True)),
+        "reset_after": bool(config.get("reset_after", True)),
+        "gate_activation": rec,
+        "candidate_activation": act,
+        "input_dropout": dropout,
+        "recurrent_dropout": recurrent_dropout,
+    }
 
 
 def plan_layer(layer: Mapping, where: str, *, ignore_training_options: bool = False) -> KerasLayerPlan:
@@ -110,10 +148,13 @@ def plan_layer(layer: Mapping, where: str, *, ignore_training_options: bool = Fa
     name = config.get("name", where)
     where = f"Keras layer {name!r} ({cls})"
     kw = {"ignore_training_options": ignore_training_options}
+    trainable = bool(config.get("trainable", True))
     if cls in ("GRU", "GRUCell"):
-        units, use_bias, reset_after = check_gru_config(config, where, cell=cls == "GRUCell", **kw)
-        return KerasLayerPlan(name, cls, units, use_bias, reset_after, bool(config.get("trainable", True)),
-                              bool(config.get("return_sequences", cls == "GRUCell")))
+        options = check_gru_config(config, where, cell=cls == "GRUCell", **kw)
+        if cls == "GRUCell" and (options["input_dropout"] or options["recurrent_dropout"]):
+            raise InteropError(f"{where}: fastgru.nn.GRUCell has no dropout options")
+        return KerasLayerPlan(name, cls, trainable=trainable,
+                              return_sequences=bool(config.get("return_sequences", cls == "GRUCell")), **options)
     if cls == "Bidirectional":
         merge = config.get("merge_mode", "concat")
         if merge != "concat":
@@ -132,12 +173,13 @@ def plan_layer(layer: Mapping, where: str, *, ignore_training_options: bool = Fa
             bwd = {"class_name": "GRU", "config": {**fwd["config"], "go_backwards": True}}
         b = check_gru_config(bwd["config"], f"{where}, backward layer", go_backwards=True, **kw)
         if f != b:
+            diff = {k: (f[k], b[k]) for k in f if f[k] != b[k]}
             raise InteropError(
-                f"{where}: forward and backward layers differ (units, use_bias, reset_after) = {f} vs {b}; "
-                "fastgru needs both directions alike"
+                f"{where}: forward and backward layers differ in {diff} (forward, backward); fastgru needs both "
+                "directions alike"
             )
-        return KerasLayerPlan(name, cls, *f, trainable=bool(config.get("trainable", True)),
-                              return_sequences=bool(fwd["config"].get("return_sequences", False)))
+        return KerasLayerPlan(name, cls, trainable=trainable,
+                              return_sequences=bool(fwd["config"].get("return_sequences", False)), **f)
     raise InteropError(f"{where}: expected a GRU or Bidirectional(GRU) layer, got {cls}")
 
 
@@ -254,15 +296,13 @@ def plan_stack(
     return plans
 
 
-def stack_spec(plans: Sequence[KerasLayerPlan], input_size: int, *, batch_first: bool) -> GRUSpec:
-    """The one fastgru GRU that computes a checked run of Keras layers; refuse runs it cannot be."""
+def check_plans(plans: Sequence[KerasLayerPlan]) -> None:
+    """Refuse a run of Keras layers that no single fastgru GRU computes (before any weight is read)."""
     first = plans[0]
-    if first.class_name == "GRUCell":
-        if len(plans) != 1:
-            raise InteropError("a GRUCell converts on its own, not as part of a stack")
-        return GRUSpec(input_size, first.units, bias=first.use_bias, reset_after=first.reset_after, cell=True)
+    if first.class_name == "GRUCell" and len(plans) != 1:
+        raise InteropError("a GRUCell converts on its own, not as part of a stack")
     for p in plans[1:]:
-        for attr in ("units", "use_bias", "reset_after", "bidirectional"):
+        for attr in SHARED:
             if getattr(p, attr) != getattr(first, attr):
                 raise InteropError(
                     f"Keras layers {first.name!r} and {p.name!r} differ in {attr} ({getattr(first, attr)} vs "
@@ -274,19 +314,37 @@ def stack_spec(plans: Sequence[KerasLayerPlan], input_size: int, *, batch_first:
     rates = {p.dropout_before for p in plans[1:]}
     if len(rates) > 1:
         raise InteropError(f"the Dropout layers between the GRUs have different rates {sorted(rates)}")
+
+
+def stack_spec(plans: Sequence[KerasLayerPlan], input_size: int, *, batch_first: bool) -> GRUSpec:
+    """The one fastgru GRU that computes a checked run of Keras layers."""
+    check_plans(plans)
+    first = plans[0]
+    options = {
+        "bias": first.use_bias,
+        "reset_after": first.reset_after,
+        "gate_activation": first.gate_activation,
+        "candidate_activation": first.candidate_activation,
+        "hard_sigmoid": KERAS_HARD_SIGMOID,
+    }
+    if first.class_name == "GRUCell":
+        return GRUSpec(input_size, first.units, cell=True, **options)
     return GRUSpec(
         input_size=input_size,
         hidden_size=first.units,
         num_layers=len(plans),
-        bias=first.use_bias,
         bidirectional=first.bidirectional,
-        reset_after=first.reset_after,
         batch_first=batch_first,
-        dropout=rates.pop() if rates else 0.0,
+        dropout=plans[1].dropout_before if len(plans) > 1 else 0.0,
+        input_dropout=first.input_dropout,
+        recurrent_dropout=first.recurrent_dropout,
+        **options,
     )
 
 
 def _tensor(a) -> Tensor:
+    if isinstance(a, Tensor):
+        return a.detach().cpu().clone()
     return torch.from_numpy(np.array(a, copy=True))
 
 
@@ -345,7 +403,7 @@ def assemble(
     batch_first: bool,
 ) -> tuple[GRUSpec, list[Weights]]:
     """(spec, hub weights) from checked plans and, per plan, its directions' Keras arrays."""
-    input_size = int(np.shape(arrays[0][0][0])[0])
+    input_size = int(arrays[0][0][0].shape[0])
     spec = stack_spec(plans, input_size, batch_first=batch_first)
     weights: list[Weights] = []
     for plan, dirs in zip(plans, arrays):

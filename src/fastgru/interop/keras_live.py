@@ -9,6 +9,7 @@ Keras models are batch-major, so `from_keras` returns batch_first=True modules u
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,9 +17,11 @@ import torch
 from torch import nn
 
 from .keras_layout import (
+    KERAS_HARD_SIGMOID,
     KerasLayerPlan,
     apply_trainable,
     assemble,
+    check_plans,
     group_to_keras,
     plan_layer,
     plan_stack,
@@ -48,16 +51,19 @@ def _exact_class(layer, keras) -> str:
     return name
 
 
-def _numpy(variable) -> np.ndarray:
-    keras = _keras()
-    return np.asarray(keras.ops.convert_to_numpy(variable))
+def _value(variable):
+    """A Keras variable's value: the torch tensor itself under KERAS_BACKEND=torch, else a numpy copy."""
+    value = variable.value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    return np.array(_keras().ops.convert_to_numpy(value), copy=True)
 
 
 def _cell_arrays(cell, where: str) -> tuple:
     if not cell.built:
         raise InteropError(f"{where} is not built yet (no weights): call it on an input or build() it first")
-    bias = _numpy(cell.bias) if cell.use_bias else None
-    return _numpy(cell.kernel), _numpy(cell.recurrent_kernel), bias
+    bias = _value(cell.bias) if cell.use_bias else None
+    return _value(cell.kernel), _value(cell.recurrent_kernel), bias
 
 
 def _layer_arrays(layer, plan: KerasLayerPlan) -> list[tuple]:
@@ -116,6 +122,7 @@ def from_keras(
         for o in objects:
             cls = _exact_class(o, keras)
             plans.append(plan_layer({"class_name": cls, "config": o.get_config()}, o.name, **kw))
+    check_plans(plans)  # refuse before reading weights
     arrays = [_layer_arrays(o, p) for o, p in zip(objects, plans)]
     spec, weights = assemble(plans, arrays, batch_first=batch_first)
     module = build(spec, weights)
@@ -135,11 +142,27 @@ def to_keras(module: nn.Module, *, return_sequences: bool = True):
     unless return_sequences=False. GRUCell -> a built keras.layers.GRUCell. Keras is batch-major:
     feed (batch, time, features) whatever the module's batch_first. A reset_after=False Keras layer
     has one bias per gate, so it receives b_ih + b_hh (the same math; exactly b_ih when b_hh is zero).
+    Activations, input_dropout (-> dropout) and recurrent_dropout map across; zoneout and a
+    hard_sigmoid other than Keras 3's (1/6, 0.5) are refused.
     """
     keras = _keras()
     spec, weights = weights_of(module)
+    spec.refuse_options("Keras' GRU", ("zoneout",))
+    uses_hard = "hard_sigmoid" in (spec.gate_activation, spec.candidate_activation)
+    if uses_hard and spec.hard_sigmoid != KERAS_HARD_SIGMOID:
+        raise InteropError(
+            f"Keras' GRU cannot express hard_sigmoid={spec.hard_sigmoid}: Keras 3's hard_sigmoid is "
+            "clamp(x / 6 + 0.5, 0, 1), i.e. hard_sigmoid=(1/6, 0.5)"
+        )
+    if spec.recurrent_dropout:
+        warnings.warn(
+            f"to_keras: recurrent_dropout={spec.recurrent_dropout} maps to Keras' recurrent_dropout at the same "
+            "rate, but Keras then draws a separate mask per gate (training only)", UserWarning, stacklevel=2,
+        )
     dtype = _dtype_name(weights[0][0].dtype)
-    common = {"use_bias": spec.bias, "reset_after": spec.reset_after, "dtype": dtype}
+    common = {"use_bias": spec.bias, "reset_after": spec.reset_after, "dtype": dtype,
+              "activation": spec.candidate_activation, "recurrent_activation": spec.gate_activation,
+              "dropout": spec.input_dropout, "recurrent_dropout": spec.recurrent_dropout}
     if spec.cell:
         cell = keras.layers.GRUCell(spec.hidden_size, **common)
         cell.build((None, spec.input_size))

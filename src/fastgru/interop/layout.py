@@ -32,6 +32,8 @@ class GRUSpec:
 
     cell=True describes a single-step GRUCell (num_layers=1, bidirectional=False). batch_first and
     dropout do not touch the weights; they are carried so a converted module behaves like its source.
+    The cell options (activations, hard_sigmoid's (alpha, beta), input/recurrent dropout, zoneout) are
+    fastgru.nn.GRU's; each format maps those it has and refuses the others by name.
     """
 
     input_size: int
@@ -43,6 +45,12 @@ class GRUSpec:
     batch_first: bool = False
     dropout: float = 0.0
     cell: bool = False
+    gate_activation: str = "sigmoid"
+    candidate_activation: str = "tanh"
+    hard_sigmoid: tuple[float, float] = (0.2, 0.5)
+    input_dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    zoneout: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("input_size", "hidden_size", "num_layers"):
@@ -51,6 +59,23 @@ class GRUSpec:
                 raise InteropError(f"{name} must be a positive integer, got {value!r}")
         if self.cell and (self.num_layers != 1 or self.bidirectional):
             raise InteropError("a GRUCell spec must have num_layers=1 and bidirectional=False")
+        object.__setattr__(self, "hard_sigmoid", tuple(float(v) for v in self.hard_sigmoid))
+        if self.cell and self.cell_options():
+            raise InteropError(f"fastgru.nn.GRUCell has no cell options; got {self.cell_options()}")
+
+    def cell_options(self) -> dict:
+        """The cell options that differ from the plain GRU (empty for a plain GRU)."""
+        out = {k: getattr(self, k) for k, v in _PLAIN_OPTIONS.items() if getattr(self, k) != v}
+        if "hard_sigmoid" in out and "hard_sigmoid" not in (self.gate_activation, self.candidate_activation):
+            del out["hard_sigmoid"]  # unused
+        return out
+
+    def refuse_options(self, target: str, names: tuple[str, ...], hint: str = "") -> None:
+        """Raise InteropError naming every non-default option among `names` that `target` cannot hold."""
+        bad = {k: v for k, v in self.cell_options().items() if k in names}
+        if bad:
+            listed = ", ".join(f"{k}={v!r}" for k, v in bad.items())
+            raise InteropError(f"{target} cannot express {listed}{hint}")
 
     @property
     def num_directions(self) -> int:
@@ -64,6 +89,18 @@ class GRUSpec:
 
     def with_(self, **changes) -> GRUSpec:
         return replace(self, **changes)
+
+
+_PLAIN_OPTIONS = {
+    "gate_activation": "sigmoid",
+    "candidate_activation": "tanh",
+    "hard_sigmoid": (0.2, 0.5),
+    "input_dropout": 0.0,
+    "recurrent_dropout": 0.0,
+    "zoneout": 0.0,
+}
+TRAINING_OPTIONS = ("input_dropout", "recurrent_dropout")  # inactive in eval mode
+MATH_OPTIONS = ("gate_activation", "candidate_activation", "hard_sigmoid", "zoneout")  # change eval outputs
 
 
 def swap_rz(t: Tensor, hidden_size: int, dim: int = 0) -> Tensor:
@@ -181,13 +218,14 @@ def infer_spec(state_dict: Mapping[str, Tensor], *, reset_after: bool, batch_fir
 
 
 def spec_of(module: nn.Module) -> GRUSpec:
-    """The GRUSpec of a fastgru or torch GRU / GRUCell (torch's have reset_after=True)."""
+    """The GRUSpec of a fastgru or torch GRU / GRUCell (exact classes: a subclass may compute differently)."""
     from torch.nn import GRU as TorchGRU
     from torch.nn import GRUCell as TorchGRUCell
 
     from ..nn import GRU, GRUCell
 
-    if isinstance(module, (GRUCell, TorchGRUCell)):
+    kind = type(module)
+    if kind in (GRUCell, TorchGRUCell):
         return GRUSpec(
             input_size=module.input_size,
             hidden_size=module.hidden_size,
@@ -195,9 +233,18 @@ def spec_of(module: nn.Module) -> GRUSpec:
             reset_after=bool(getattr(module, "reset_after", True)),
             cell=True,
         )
-    if isinstance(module, (GRU, TorchGRU)):
-        if getattr(module, "proj_size", 0):
-            raise InteropError(f"proj_size={module.proj_size} has no GRU equivalent")
+    if kind in (GRU, TorchGRU):
+        options = {}
+        cell = getattr(module, "cell", None)
+        if cell is not None:  # fastgru's CellSpec
+            options = {
+                "gate_activation": cell.gate_activation,
+                "candidate_activation": cell.candidate_activation,
+                "hard_sigmoid": (cell.hard_sigmoid_alpha, cell.hard_sigmoid_beta),
+                "input_dropout": float(getattr(module, "input_dropout", 0.0)),
+                "recurrent_dropout": float(getattr(module, "recurrent_dropout", 0.0)),
+                "zoneout": float(getattr(module, "zoneout", 0.0)),
+            }
         return GRUSpec(
             input_size=module.input_size,
             hidden_size=module.hidden_size,
@@ -207,9 +254,11 @@ def spec_of(module: nn.Module) -> GRUSpec:
             reset_after=bool(getattr(module, "reset_after", True)),
             batch_first=bool(module.batch_first),
             dropout=float(module.dropout),
+            **options,
         )
     raise InteropError(
-        f"expected a fastgru.nn.GRU/GRUCell or torch.nn.GRU/GRUCell, got {type(module).__name__}"
+        f"expected a fastgru.nn.GRU/GRUCell or torch.nn.GRU/GRUCell, got {kind.__module__}.{kind.__name__}"
+        + (" (variants such as LayerNormGRU have no equivalent in the other formats)" if issubclass(kind, GRU) else "")
     )
 
 
@@ -239,7 +288,10 @@ def build(
     else:
         module = GRU(spec.input_size, spec.hidden_size, num_layers=spec.num_layers, bias=spec.bias,
                      batch_first=spec.batch_first, dropout=spec.dropout, bidirectional=spec.bidirectional,
-                     device=device, dtype=dtype, reset_after=spec.reset_after)
+                     device=device, dtype=dtype, reset_after=spec.reset_after,
+                     gate_activation=spec.gate_activation, candidate_activation=spec.candidate_activation,
+                     hard_sigmoid=spec.hard_sigmoid, input_dropout=spec.input_dropout,
+                     recurrent_dropout=spec.recurrent_dropout, zoneout=spec.zoneout)
     load_weights(module, spec, weights)
     return module
 

@@ -12,6 +12,7 @@ it) becomes every node's sequence_lens; `h0` is sliced per layer into initial_h.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,13 @@ from torch import nn
 from .layout import GRUSpec, InteropError, Weights, build, swap_rz, weights_of
 
 DEFAULT_OPSET = 17
-_DEFAULT_ACTIVATIONS = ("Sigmoid", "Tanh")
+# fastgru activation name <-> ONNX's. HardSigmoid is clamp(alpha x + beta, 0, 1) with alpha, beta taken
+# from activation_alpha / activation_beta, which are consumed in order by the activations that use
+# them (the ONNX text; onnxruntime does so), defaults 0.2 and 0.5.
+TO_ONNX = {"sigmoid": "Sigmoid", "hard_sigmoid": "HardSigmoid", "tanh": "Tanh", "relu": "Relu", "softsign": "Softsign"}
+FROM_ONNX = {v.lower(): k for k, v in TO_ONNX.items()}
+_USES_ALPHA = ("affine", "leakyrelu", "thresholdedrelu", "scaledtanh", "hardsigmoid", "elu")
+_USES_BETA = ("affine", "scaledtanh", "hardsigmoid")
 
 
 def _onnx():
@@ -73,7 +80,9 @@ def to_onnx_model(
     Graph inputs: 'input' ((T, B, I), or (B, T, I) if batch_first; a GRUCell takes (B, I)),
     'lengths' (int64 (B,), if lengths=True), 'h0' ((layers * dirs, B, H), or (B, H) for a cell, if
     initial_state=True; zeros otherwise). Outputs: 'output' and 'h_n' as fastgru.nn.GRU returns them
-    (a cell: 'h' only). T and B are dynamic.
+    (a cell: 'h' only). T and B are dynamic. The graph is an inference graph: dropout of every kind is
+    off, as in eval mode; activations map to the node's activations attribute; zoneout (which changes
+    eval outputs) is refused.
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -81,10 +90,12 @@ def to_onnx_model(
     if opset < 14:
         raise InteropError(f"opset must be >= 14 (GRU-14 with the layout attribute), got {opset}")
     spec, weights = weights_of(module)
+    spec.refuse_options("an ONNX GRU", ("zoneout",), " (zoneout changes eval-mode outputs)")
     if spec.cell and lengths:
         raise InteropError("lengths=True does not apply to a GRUCell (one step)")
     elem = _elem_type(weights[0][0].dtype)
     H, D, L = spec.hidden_size, spec.num_directions, spec.num_layers
+    act_attrs = _activation_attrs(spec)
     nodes, inits = [], []
 
     def const(name: str, values) -> str:
@@ -144,7 +155,7 @@ def to_onnx_model(
         nodes.append(helper.make_node(
             "GRU", gru_inputs, [y, y_h], name=f"gru_l{layer}", hidden_size=H,
             direction="bidirectional" if spec.bidirectional else "forward",
-            linear_before_reset=1 if spec.reset_after else 0,
+            linear_before_reset=1 if spec.reset_after else 0, **act_attrs,
         ))
         finals.append(y_h)
         if not spec.cell:
@@ -167,6 +178,19 @@ def to_onnx_model(
     model.doc_string = f"fastgru {type(module).__name__}: {spec}"
     onnx.checker.check_model(model)
     return model
+
+
+def _activation_attrs(spec: GRUSpec) -> dict:
+    """activations / activation_alpha / activation_beta attributes; none for the default Sigmoid, Tanh."""
+    if (spec.gate_activation, spec.candidate_activation) == ("sigmoid", "tanh"):
+        return {}
+    acts = [TO_ONNX[spec.gate_activation], TO_ONNX[spec.candidate_activation]] * spec.num_directions
+    out: dict = {"activations": acts}
+    hard = [a for a in acts if a == "HardSigmoid"]
+    if hard:
+        out["activation_alpha"] = [spec.hard_sigmoid[0]] * len(hard)
+        out["activation_beta"] = [spec.hard_sigmoid[1]] * len(hard)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- import
@@ -224,9 +248,7 @@ def _node_layer(node, consts: dict[str, np.ndarray]) -> tuple[dict, list[Weights
             "flip the input of a 'reverse' GRU yourself)"
         )
     D = 2 if direction == "bidirectional" else 1
-    acts = a.get("activations")
-    if acts is not None and [s.lower() for s in acts] != [s.lower() for s in _DEFAULT_ACTIVATIONS * D]:
-        raise InteropError(f"{where}: activations={acts} is not supported (fastgru uses Sigmoid, Tanh)")
+    activations = _parse_activations(a, D, where)
     if "clip" in a:
         raise InteropError(f"{where}: clip={a['clip']} is not supported (fastgru does not clip the gates)")
     inputs = list(node.input) + [""] * (6 - len(node.input))
@@ -256,9 +278,47 @@ def _node_layer(node, consts: dict[str, np.ndarray]) -> tuple[dict, list[Weights
     info = {
         "name": node.name, "input_size": W.shape[2], "hidden_size": H, "bidirectional": D == 2,
         "reset_after": bool(a.get("linear_before_reset", 0)), "bias": B is not None,
-        "layout": a.get("layout", 0),
+        "layout": a.get("layout", 0), **activations,
     }
     return info, groups
+
+
+def _snap(value: float) -> float:
+    """ONNX stores alpha/beta as float32: recover the simple number they were written from (0.3, 1/6, ...).
+
+    The result rounds to the very same float32, so the ONNX model's math is unchanged; it only lets a
+    fastgru -> ONNX -> fastgru round trip give back the exact Python float.
+    """
+    simple = float(Fraction(float(value)).limit_denominator(10000))
+    return simple if np.float32(simple) == np.float32(value) else float(value)
+
+
+def _parse_activations(a: dict, D: int, where: str) -> dict:
+    """fastgru's gate_activation, candidate_activation, hard_sigmoid from a GRU node's attributes."""
+    acts = [str(x) for x in a.get("activations", ["Sigmoid", "Tanh"] * D)]
+    if len(acts) != 2 * D:
+        raise InteropError(f"{where}: activations={acts} must list 2 functions per direction")
+    alphas, betas = list(a.get("activation_alpha", [])), list(a.get("activation_beta", []))
+    parsed = []  # (fastgru name, alpha, beta) per activation
+    for act in acts:
+        key = act.lower()
+        alpha = alphas.pop(0) if key in _USES_ALPHA and alphas else 0.2
+        beta = betas.pop(0) if key in _USES_BETA and betas else 0.5
+        if key not in FROM_ONNX:
+            raise InteropError(f"{where}: activation {act!r} is not supported (fastgru has {sorted(TO_ONNX.values())})")
+        parsed.append((FROM_ONNX[key], _snap(alpha), _snap(beta)))
+    if parsed[0][0] not in ("sigmoid", "hard_sigmoid"):
+        raise InteropError(f"{where}: gate activation {acts[0]!r} is not supported (fastgru: Sigmoid, HardSigmoid)")
+    if D == 2 and parsed[:2] != parsed[2:]:
+        raise InteropError(f"{where}: activations differ between directions ({acts}); fastgru uses one set")
+    hard = {(al, be) for name, al, be in parsed if name == "hard_sigmoid"}
+    if len(hard) > 1:
+        raise InteropError(f"{where}: HardSigmoid with different alpha/beta {sorted(hard)}; fastgru has one pair")
+    return {
+        "gate_activation": parsed[0][0],
+        "candidate_activation": parsed[1][0],
+        "hard_sigmoid": hard.pop() if hard else (0.2, 0.5),
+    }
 
 
 _SHAPE_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity")
@@ -281,8 +341,10 @@ def from_onnx(model_or_path, *, node: str | int | None = None, batch_first: bool
 
     node: the GRU node's name or index among the model's GRU nodes. Without it the model must hold one
     GRU node, or a chain of them (each X computed from the previous Y by shape ops only, as
-    `fastgru.export.onnx` writes) that becomes one multi-layer GRU. 'reverse' direction, clip and
-    non-default activations are refused. batch_first defaults to the node's layout attribute.
+    `fastgru.export.onnx` writes) that becomes one multi-layer GRU. Activations fastgru has (gate:
+    Sigmoid, HardSigmoid; candidate: Tanh, Relu, Softsign, Sigmoid, HardSigmoid) map across; the
+    'reverse' direction, clip and other activations are refused. batch_first defaults to the node's
+    layout attribute.
     """
     model = _load(model_or_path)
     graph = model.graph
@@ -311,7 +373,8 @@ def from_onnx(model_or_path, *, node: str | int | None = None, batch_first: bool
     layers = [_node_layer(n, consts) for n in chosen]
     first = layers[0][0]
     for info, _ in layers[1:]:
-        for key in ("hidden_size", "bidirectional", "reset_after", "bias"):
+        for key in ("hidden_size", "bidirectional", "reset_after", "bias", "gate_activation",
+                    "candidate_activation", "hard_sigmoid"):
             if info[key] != first[key]:
                 raise InteropError(
                     f"ONNX GRU nodes {first['name']!r} and {info['name']!r} differ in {key}; import them one by "
@@ -325,6 +388,9 @@ def from_onnx(model_or_path, *, node: str | int | None = None, batch_first: bool
         bidirectional=first["bidirectional"],
         reset_after=first["reset_after"],
         batch_first=bool(first["layout"]) if batch_first is None else batch_first,
+        gate_activation=first["gate_activation"],
+        candidate_activation=first["candidate_activation"],
+        hard_sigmoid=first["hard_sigmoid"],
     )
     weights = [g for _, groups in layers for g in groups]
     return build(spec, weights)

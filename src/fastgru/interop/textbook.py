@@ -22,7 +22,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .layout import GRUSpec, InteropError, Weights, build, from_state_dict, infer_spec, to_state_dict, weights_of
+from .layout import (
+    MATH_OPTIONS,
+    GRUSpec,
+    InteropError,
+    Weights,
+    build,
+    from_state_dict,
+    infer_spec,
+    to_state_dict,
+    weights_of,
+)
 
 CONVENTIONS = ("z_keeps_past", "z_lets_new_in")
 
@@ -53,9 +63,11 @@ def flip_update_gate(weights: Sequence[Weights]) -> list[Weights]:
 def to_z_lets_new_in(module: nn.Module) -> dict[str, Tensor]:
     """torch-named weights of `module` rewritten for h' = (1 - z) * h + z * n (z rows negated).
 
-    Works for fastgru and torch GRU / GRUCell modules, both reset_after variants.
+    Works for fastgru and torch GRU / GRUCell modules, both reset_after variants; non-default
+    activations and zoneout are refused (the textbook GRU is sigmoid / tanh).
     """
     spec, weights = weights_of(module)
+    spec.refuse_options("the textbook GRU", MATH_OPTIONS)
     return to_state_dict(spec, flip_update_gate(weights))
 
 
@@ -101,6 +113,7 @@ def to_concatenated(module: nn.Module, *, convention: str) -> list[ConcatenatedG
     """
     _check_convention(convention)
     spec, weights = weights_of(module)
+    spec.refuse_options("the textbook GRU", MATH_OPTIONS)
     if spec.reset_after:
         raise InteropError(
             "the concatenated form W_h . [r * h, x] describes reset_after=False (Cho et al. 2014); this GRU has "

@@ -7,10 +7,12 @@ fastgru's reset_after=False variant, which `to_torch` refuses.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
-from .layout import InteropError, load_weights, weights_of
+from .layout import MATH_OPTIONS, TRAINING_OPTIONS, InteropError, load_weights, weights_of
 from .layout import build as build_fastgru
 
 
@@ -27,13 +29,24 @@ def from_torch(module: nn.GRU | nn.GRUCell) -> nn.Module:
     return out.train(module.training)
 
 
-def to_torch(module: nn.Module) -> nn.GRU | nn.GRUCell:
+def to_torch(module: nn.Module, *, ignore_training_options: bool = False) -> nn.GRU | nn.GRUCell:
     """A torch.nn.GRU (or GRUCell) with exact copies of a fastgru GRU's (GRUCell's) weights and options.
 
-    Refuses reset_after=False: torch.nn.GRU only computes the reset-after variant, so its outputs
-    would differ. The returned module is in the source's training/eval mode.
+    Refuses what torch.nn.GRU cannot compute: reset_after=False, non-default activations, zoneout.
+    input_dropout / recurrent_dropout (training only) are refused too unless
+    ignore_training_options=True, which drops them with a warning. The returned module is in the
+    source's training/eval mode.
     """
     spec, weights = weights_of(module)
+    spec.refuse_options("torch.nn.GRU", MATH_OPTIONS)
+    if not ignore_training_options:
+        spec.refuse_options(
+            "torch.nn.GRU", TRAINING_OPTIONS,
+            " (training-time only; pass ignore_training_options=True to convert without them)",
+        )
+    elif any(k in spec.cell_options() for k in TRAINING_OPTIONS):
+        dropped = {k: v for k, v in spec.cell_options().items() if k in TRAINING_OPTIONS}
+        warnings.warn(f"to_torch: dropping training-only options {dropped}", UserWarning, stacklevel=2)
     if not spec.reset_after:
         raise InteropError(
             "reset_after=False (Cho et al. 2014: r applied before W_hn) cannot be expressed by torch.nn.GRU, "
