@@ -14,12 +14,15 @@ from fastgru.nn import MinGRU, MinGRUBlock, MinGRUStack, Stream
 
 
 def _coeffs(T, *rest, scale=1.0, dtype=torch.float32):
-    """Random gate pre-activations -> (a, b, log a, log b) as MinGRU forms them."""
+    """Random gate pre-activations -> (a, b, log a, log b) as MinGRU forms them, and (a, b) in float64
+    by the paper's formulas (the oracle's inputs)."""
     k = torch.randn(T, *rest, dtype=dtype) * scale
     v = torch.randn(T, *rest, dtype=dtype) * scale
     a, b = mingru_ops.coefficients(k, v)
     la, lb = mingru_ops.log_coefficients(k, v)
-    return a, b, la, lb
+    k64, v64 = k.double(), v.double()  # 1 - z as sigmoid(-k): float64's 1 - z is inexact once z > 1 - 1e-12
+    exact = (torch.sigmoid(-k64), torch.sigmoid(k64) * torch.where(v64 >= 0, v64 + 0.5, torch.sigmoid(v64)))
+    return a, b, la, lb, exact
 
 
 def _loop64(a, b, h0):
@@ -70,18 +73,19 @@ def test_reference_matches_scalar_arithmetic():
 @pytest.mark.parametrize("T", [1, 2, 7, 64, 100, 4096])
 def test_log_scan_and_sequential_scan_match_float64_loop(T):
     D = (2, 5)
-    a, b, la, lb = _coeffs(T, *D)
+    a, b, la, lb, exact = _coeffs(T, *D)
     h0 = torch.randn(*D)  # any sign: the log-space part never sees it
-    expected = _loop64(a, b, h0)
+    expected = _loop64(*exact, h0)
     torch.testing.assert_close(scan.sequential_scan(a, b, h0).double(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(scan.log_scan(la, lb, h0).double(), expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(scan.log_scan(la, lb).double(), _loop64(a, b, torch.zeros(D)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scan.log_scan(la, lb).double(), _loop64(*exact, torch.zeros(D)), rtol=1e-5,
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 16, 64])
 def test_log_scan_any_chunk_size(chunk):
     T = 37  # not a multiple of most chunks: padding and tails
-    a, b, la, lb = _coeffs(T, 4, dtype=torch.float64)
+    a, b, la, lb, _ = _coeffs(T, 4, dtype=torch.float64)
     h0 = torch.randn(4, dtype=torch.float64)
     torch.testing.assert_close(scan.log_scan(la, lb, h0, chunk=chunk), _loop64(a, b, h0), rtol=1e-12, atol=1e-13)
 
@@ -90,15 +94,15 @@ def test_log_scan_stays_accurate_with_saturated_gates_and_long_sequences():
     """Heinsen's single logcumsumexp loses |cumsum(log a)| ulps (here ~1e4 -> ~1e-3 relative in fp32);
     the chunked log-space scan must keep fp32 accuracy."""
     T = 4096
-    a, b, la, lb = _coeffs(T, 32, scale=12.0)
-    expected = _loop64(a, b, torch.zeros(32))
+    _, _, la, lb, exact = _coeffs(T, 32, scale=12.0)
+    expected = _loop64(*exact, torch.zeros(32))
     got = scan.log_scan(la, lb).double()
-    assert ((got - expected).abs() / expected.abs()).max().item() < 1e-5
+    assert ((got - expected).abs() / expected.abs()).max().item() < 1e-5  # relative, even for tiny states
 
 
 def test_sequential_scan_gradients_match_autograd_of_the_loop():
     T = 23
-    a, b, _, _ = _coeffs(T, 3, 2, dtype=torch.float64)
+    a, b, _, _, _ = _coeffs(T, 3, 2, dtype=torch.float64)
     h0 = torch.randn(3, 2, dtype=torch.float64)
     w = torch.randn(T, 3, 2, dtype=torch.float64)
     leaves = [t.clone().requires_grad_(True) for t in (a, b, h0)]
@@ -123,7 +127,7 @@ def test_scan_gradcheck_float64():
 
 
 def test_linear_scan_on_cpu_uses_torch_without_error():
-    a, b, _, _ = _coeffs(9, 3)
+    a, b, _, _, _ = _coeffs(9, 3)
     h0 = torch.randn(3)
     torch.testing.assert_close(scan.linear_scan(a, b, h0), scan.sequential_scan(a, b, h0))
     with pytest.raises(ValueError, match="backend"):
@@ -134,7 +138,7 @@ def test_linear_scan_without_triton_falls_back(monkeypatch):
     from fastgru.backends import triton_scan
 
     monkeypatch.setattr(triton_scan, "triton", None)
-    a, b, _, _ = _coeffs(5, 2)
+    a, b, _, _, _ = _coeffs(5, 2)
     assert "not installed" in triton_scan.why_unusable(b)
     torch.testing.assert_close(scan.linear_scan(a, b), scan.sequential_scan(a, b))
     with pytest.raises(RuntimeError, match="Triton is not installed"):
@@ -182,9 +186,10 @@ def test_module_matches_float64_reference(mode, bias):
     torch.testing.assert_close(y32.double(), y_ref, rtol=1e-5, atol=1e-5)
 
 
-def test_parallel_gradcheck_float64():
+@pytest.mark.parametrize("mode", ["parallel", "sequential"])
+def test_gradcheck_float64(mode):
     T, B, I, H = 9, 2, 3, 4  # T = 9: chunks of 4 with padding, so all three scan levels run
-    m = MinGRU(I, H, num_layers=2, mode="parallel", dtype=torch.float64)
+    m = MinGRU(I, H, num_layers=2, dtype=torch.float64)
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, B, H, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([T, 4])
@@ -192,7 +197,7 @@ def test_parallel_gradcheck_float64():
 
     def f(x, h0, *ps):
         weights = [(ps[0], ps[1]), (ps[2], ps[3])]
-        y, h_n = mingru_ops.mingru(x, h0, weights, mode="parallel", lengths=lengths)
+        y, h_n = mingru_ops.mingru(x, h0, weights, mode=mode, lengths=lengths)
         return y, h_n
 
     assert torch.autograd.gradcheck(f, (x, h0, *params))

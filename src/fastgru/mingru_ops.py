@@ -10,7 +10,8 @@ and what is left is the linear recurrence h_t = a_t h_{t-1} + b_t with a_t = 1 -
 (fastgru.scan). Weight layout per layer: weight (2H, I) with the z rows first, then the h~ rows; bias (2H,).
 
 Modes (all give the same outputs, to rounding):
-  "sequential": one fused multiply-add per step (the streaming form, also what `step` computes);
+  "sequential": one fused multiply-add per step (the streaming form, also what `step` computes), in
+                an autograd Function with a hand-written backward (the same loop backwards);
   "parallel":   the log-space scan (log a_t = -softplus(k), log b_t = -softplus(-k) + log g(v): no
                 1 - sigmoid cancellation), or on a CUDA device with Triton the Triton scan kernel;
   "auto":       parallel on CUDA, sequential on the CPU (faster there: see BENCHMARKS.md, section mingru).
@@ -32,8 +33,12 @@ MODES = ("auto", "parallel", "sequential")
 
 
 def g(v: Tensor) -> Tensor:
-    """The paper's candidate activation: v + 0.5 for v >= 0, sigmoid(v) below (always > 0)."""
-    return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+    """The paper's candidate activation: v + 0.5 for v >= 0, sigmoid(v) below (always > 0).
+
+    Written as sigmoid(min(v, 0)) + max(v, 0): the same values bit for bit (sigmoid(0) = 0.5), with
+    fewer temporaries than a where() of both branches.
+    """
+    return torch.sigmoid(v.clamp(max=0)) + v.clamp(min=0)
 
 
 def log_g(v: Tensor) -> Tensor:
@@ -42,8 +47,59 @@ def log_g(v: Tensor) -> Tensor:
 
 
 def coefficients(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """(a, b) of h_t = a h_{t-1} + b from the gate pre-activations: a = 1 - z = sigmoid(-k), b = z g(v)."""
+    """(a, b) of h_t = a h_{t-1} + b from the gate pre-activations: a = 1 - z, b = z g(v), z = sigmoid(k).
+
+    a is computed as sigmoid(-k): accurate to an ulp even where z rounds to 1 (1 - z would be 0).
+    """
     return torch.sigmoid(-k), torch.sigmoid(k) * g(v)
+
+
+def _gates(proj: Tensor) -> tuple[Tensor, Tensor]:
+    """(z, g(v)) from proj = [k, v] (..., 2H) with two fresh tensors (no autograd: in-place inside)."""
+    H = proj.shape[-1] // 2
+    k, v = proj[..., :H], proj[..., H:]
+    cand = v.clamp(max=0).sigmoid_()
+    cand += v.clamp(min=0)
+    return torch.sigmoid(k), cand
+
+
+class _SequentialMinGRU(torch.autograd.Function):
+    """proj (T, B, 2H), h0 (B, H) -> h (T, B, H) by the step loop, with a hand-written backward.
+
+    Forward keeps only proj, h0 and the states; backward recomputes z and g(v) (cheap, elementwise),
+    runs G_t = dy_t + (1 - z_{t+1}) G_{t+1} backwards, and forms
+        dk = G (g - h_{t-1}) z (1 - z),   dv = G z g'(v),   dh0 = (1 - z_0) G_0,
+    with g'(v) = 1 for v >= 0 and g (1 - g) below. The weight gradients follow from dproj by the
+    autograd of the one input GEMM.
+    """
+
+    @staticmethod
+    def forward(ctx, proj: Tensor, h0: Tensor) -> Tensor:
+        z, b = _gates(proj)
+        b *= z
+        a = torch.neg(proj[..., : h0.shape[-1]], out=z).sigmoid_()  # 1 - z as sigmoid(-k), in z's memory
+        out = scan.loop_forward(a, b, h0)
+        ctx.save_for_backward(proj, h0, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout: Tensor):
+        proj, h0, out = ctx.saved_tensors
+        H = h0.shape[-1]
+        z, cand = _gates(proj)
+        a = torch.neg(proj[..., :H]).sigmoid_()
+        G = scan.loop_reverse(a, dout.contiguous())
+        dh0 = a[0] * G[0]
+        dproj = torch.empty_like(proj)
+        dk, dv = dproj[..., :H], dproj[..., H:]
+        torch.sub(cand, torch.cat([h0.unsqueeze(0), out[:-1]]), out=dk)
+        dk *= G
+        dk *= z
+        dk *= a
+        torch.mul(G, z, out=dv)
+        dv *= torch.where(proj[..., H:] >= 0, 1.0, cand - cand * cand)
+        return dproj, dh0
 
 
 def log_coefficients(k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,8 +151,7 @@ def mingru_layer(
     k, v = proj[..., :H], proj[..., H:]
     mode = resolve_mode(mode, x.device)
     if mode == "sequential":
-        a, b = coefficients(k, v)
-        out = scan.sequential_scan(a, b, h0)
+        out = _SequentialMinGRU.apply(proj, x.new_zeros(B, H) if h0 is None else h0.contiguous())
     elif x.device.type == "cuda" and _triton_scan().usable(x):
         a, b = coefficients(k, v)
         out = _triton_scan().scan(a, b, h0)

@@ -30,33 +30,42 @@ _MAX_CHUNK = 64  # chunks of the log-space scan: at most this many sequential (v
 # ------------------------------------------------------------------------------ sequential scan
 
 
-def _loop_forward(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-    """h_t = a_t h_{t-1} + b_t for t = 0..T-1, written straight into the output (no autograd)."""
-    out = torch.empty_like(b)
+def loop_forward(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    """h_t = a_t h_{t-1} + b_t for t = 0..T-1, one fused multiply-add per step into the output (no autograd).
+
+    a, b (T, ...) (any strides), h0 (...). The per-step views come from one unbind each: a Python
+    loop over T pays about one small op of overhead per step.
+    """
+    out = torch.empty(b.shape, dtype=b.dtype, device=b.device)
     h = h0
-    for t in range(b.shape[0]):
-        torch.addcmul(b[t], a[t], h, out=out[t])
-        h = out[t]
+    for a_t, b_t, o_t in zip(a.unbind(0), b.unbind(0), out.unbind(0)):
+        torch.addcmul(b_t, a_t, h, out=o_t)
+        h = o_t
     return out
+
+
+def loop_reverse(a: Tensor, dout: Tensor) -> Tensor:
+    """The backward recurrence G_t = dout_t + a_{t+1} G_{t+1}, G_{T-1} = dout_{T-1}: dL/dh_t in total."""
+    G = torch.empty(dout.shape, dtype=dout.dtype, device=dout.device)
+    T = dout.shape[0]
+    a_s, d_s, G_s = a.unbind(0), dout.unbind(0), G.unbind(0)
+    G_s[T - 1].copy_(d_s[T - 1])
+    for t in range(T - 2, -1, -1):
+        torch.addcmul(d_s[t], a_s[t + 1], G_s[t + 1], out=G_s[t])
+    return G
 
 
 def _loop_backward(a: Tensor, h0: Tensor, out: Tensor, dout: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of sequential_scan: the recurrence backwards, then elementwise products."""
-    T = dout.shape[0]
-    G = torch.empty_like(dout)
-    g = dout[T - 1]
-    G[T - 1] = g
-    for t in range(T - 2, -1, -1):
-        torch.addcmul(dout[t], a[t + 1], g, out=G[t])
-        g = G[t]
-    h_prev = torch.cat([h0.unsqueeze(0), out[:-1]]) if T > 1 else h0.unsqueeze(0)
+    G = loop_reverse(a, dout)
+    h_prev = torch.cat([h0.unsqueeze(0), out[:-1]])
     return G * h_prev, G, a[0] * G[0]
 
 
 class _SequentialScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-        out = _loop_forward(a, b, h0)
+        out = loop_forward(a, b, h0)
         ctx.save_for_backward(a, h0, out)
         return out
 
@@ -128,10 +137,11 @@ def _log_scan_zero(la: Tensor, lb: Tensor, chunk: int | None = None) -> tuple[Te
         la = torch.cat([la, la.new_zeros(pad, D)])
         lb = torch.cat([lb, lb.new_zeros(pad, D)])
     la3, lb3 = la.view(n, C, D), lb.view(n, C, D)
-    lh, A = [lb3[:, 0]], [la3[:, 0]]
+    la_j, lb_j = la3.unbind(1), lb3.unbind(1)  # (unbind: one stacked gradient, not C full-size ones)
+    lh, A = [lb_j[0]], [la_j[0]]
     for j in range(1, C):
-        lh.append(torch.logaddexp(la3[:, j] + lh[-1], lb3[:, j]))
-        A.append(A[-1] + la3[:, j])
+        lh.append(torch.logaddexp(la_j[j] + lh[-1], lb_j[j]))
+        A.append(A[-1] + la_j[j])
     local, decay = torch.stack(lh, 1), torch.stack(A, 1)  # (n, C, D)
     if n > 1:
         carry = _hillis_steele_log(decay[:, -1], local[:, -1])  # (n, D)
