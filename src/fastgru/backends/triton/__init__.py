@@ -1,0 +1,83 @@
+"""Triton GPU backend: fused GRU recurrence kernels (persistent, per-step, cuBLAS-assisted large batch).
+
+Implements the backend contract of `fastgru.backends` (`recurrence_forward`, `recurrence_backward`)
+plus `is_available(device)`. Importing this package raises ImportError when Triton is missing, which
+`fastgru.backends.select` turns into the CPU fallback (or a clear message for backend='triton').
+
+Precision. Inputs and weights may be float32, bfloat16 or float16. The recurrence runs in float32
+(state, gate activations, accumulation, the carried gradient dh); what the contract returns has the
+input dtype, like the other backends and cuDNN: buf and gates take gi's dtype, dgi, dgh_n and dh0
+take buf's dtype (values rounded to nearest). For half inputs the float32 state travels between
+programs through a 2-slot float32 ring beside buf, so rounding buf never feeds back into the
+recurrence. The saved gates and buf are half, so the backward sees rounded r, z, n, h as cuDNN's does.
+For half weights the recurrent product rounds its float32 operand (state / gate gradient) to the weight
+dtype and accumulates in float32 (tensor cores), as cuDNN does. For fp32 weights the product uses TF32
+when cuDNN's RNNs would (`torch.backends.cudnn.rnn.fp32_precision`, else
+`torch.backends.cudnn.allow_tf32`, on by default), so comparisons with torch.nn.GRU are like for like;
+with TF32 off it is exact fp32.
+
+Modes (`heuristics.py` chooses; FASTGRU_TRITON_MODE forces one):
+- persistent: one launch per sequence; each program owns BLOCK_H hidden units of BLOCK_B rows, keeps
+  its W_hh slice (all three gates) in registers when it fits, and the programs exchange the state
+  through the contract's buf with a grid-wide atomic barrier (release / acquire) once per step (twice
+  for reset_after=False, which also exchanges r * h). The backward is built the same way and exchanges
+  the gate gradients (dgi[t], dgh_n[t]); dh stays in registers.
+- step: the same @triton.jit step bodies, one launch per step (per phase), no barrier. Whole
+  sequences run this way under TRITON_INTERPRET=1 on the CPU (tests/test_triton_backend.py).
+- gemm: B >= 128 and H >= 1024: cuBLAS does each step's recurrent GEMM on tensor cores and a fused
+  Triton kernel the gate arithmetic.
+
+CPU tensors are accepted only when Triton's interpreter is on (TRITON_INTERPRET=1 before this package
+is imported); then `is_available(torch.device('cpu'))` is True. FASTGRU_TRITON_POISON=1 fills outputs
+and scratch with NaN before the kernels run (validation). Speed has not been measured yet.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton  # noqa: F401  (ImportError here means: no Triton, use another backend)
+from torch import Tensor
+
+from .heuristics import Plan, make_plan
+from .launch import allow_tf32, backward, device_ok, forward, interpreting, plan_for
+
+__all__ = [
+    "Plan", "allow_tf32", "interpreting", "is_available", "make_plan", "plan_for",
+    "recurrence_backward", "recurrence_forward",
+]
+
+
+def is_available(device: torch.device | str | None = None) -> bool:
+    """True if the kernels can run on `device` (None: on the default CUDA device)."""
+    dev = torch.device("cuda") if device is None else torch.device(device)
+    try:
+        return device_ok(dev)
+    except Exception:  # a broken CUDA install should mean "not available", never a crash in select()
+        return False
+
+
+def recurrence_forward(
+    gi: Tensor,
+    h0: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+    save: bool,
+) -> tuple[Tensor, Tensor]:
+    """The contract's forward (fastgru.backends); buf and gates in gi's dtype, computed in float32."""
+    return forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save)
+
+
+def recurrence_backward(
+    dbuf: Tensor,
+    buf: Tensor,
+    gates: Tensor,
+    w_hh: Tensor,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The contract's backward (fastgru.backends); outputs in buf's dtype, computed in float32."""
+    return backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse)

@@ -1,0 +1,128 @@
+"""Launch plan for the Triton GRU recurrence: which mode, which tiles, how many warps.
+
+Pure Python (no Triton import) so it can be unit-tested anywhere.
+
+Modes
+- ``persistent``: one launch for the whole sequence; programs own BLOCK_H hidden units of BLOCK_B batch
+  rows, keep their W_hh slice on chip when it fits (``resident``) and meet at a grid-wide barrier each
+  step (two per step for ``reset_after=False``). Needs every program resident at once, so the grid must
+  not exceed the SM count; under the interpreter (programs run one after another) only a 1-program grid.
+- ``step``: the same per-step body, one launch per step (per phase), no barrier. Always correct; the
+  mode the interpreter runs whole sequences in, and the GPU fallback when the grid is too large.
+- ``gemm``: large batch (B >= 128 and H >= 1024): the recurrent product of every step is one cuBLAS GEMM
+  (tensor cores, TF32 following cuDNN's switch) and a fused Triton kernel does the gate arithmetic.
+
+The thresholds below are first guesses made without a GPU (see DESIGN.md's probe numbers); they are the
+knobs a GPU session should tune. ``FASTGRU_TRITON_MODE=persistent|step|gemm`` forces a mode.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+MODES = ("persistent", "step", "gemm")
+RESIDENT_BYTES = 64 * 1024  # W_hh slice (3 gates) kept in registers up to this size per program
+SINGLE_PROGRAM_MAX_H = 128  # small H: one program per batch block, no grid barrier at all
+LARGE_B, LARGE_H = 128, 1024  # "gemm" path from here on
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a launch needs besides the tensors."""
+
+    mode: str  # one of MODES
+    block_b: int  # batch rows per program
+    block_h: int  # hidden units per program
+    h_pad: int  # next power of two >= H: the contraction tile when W is resident
+    block_k: int  # contraction chunk when W is streamed from L2
+    resident: bool  # W_hh slice loaded once (persistent) / once per launch (step) vs streamed in chunks
+    use_dot: bool  # tl.dot (tensor cores; tiles >= 16) vs broadcast-multiply-sum (tiny batch)
+    num_warps: int
+    n_b: int  # programs along the batch
+    n_h: int  # programs along the hidden units (the barrier's participants)
+    sync: bool  # persistent: grid barrier (n_h > 1) vs CTA barrier only
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.n_h, self.n_b)
+
+
+def make_plan(
+    B: int,
+    H: int,
+    elem_bytes: int,
+    n_sm: int | None,
+    interpret: bool,
+    **overrides,
+) -> Plan:
+    """Pick a plan for batch B, hidden size H, weight element size `elem_bytes`.
+
+    n_sm: streaming multiprocessors (None: unknown / interpreter). Any Plan field may be overridden
+    (tests use that to run every code path at small sizes; the interpreter accepts tiles < 16 for
+    tl.dot, a GPU does not); derived fields (n_b, n_h, ...) follow the overridden ones.
+    """
+    if B < 1 or H < 1:
+        raise ValueError(f"batch and hidden size must be positive, got B={B}, H={H}")
+    mode = overrides.pop("mode", None) or os.environ.get("FASTGRU_TRITON_MODE") or None
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"Triton mode must be one of {MODES}, got {mode!r} (FASTGRU_TRITON_MODE?)")
+    use_dot = overrides.pop("use_dot", B > 2)
+    min_tile = 16 if use_dot else 1  # tl.dot needs every dimension >= 16 on the GPU
+    block_b = overrides.pop("block_b", None)
+    if block_b is None:
+        block_b = min(64, max(min_tile, next_pow2(B))) if use_dot else next_pow2(B)
+    n_b = cdiv(B, block_b)
+    h_pad = max(min_tile, next_pow2(H))
+    block_h = overrides.pop("block_h", None)
+    if block_h is None:
+        if H <= SINGLE_PROGRAM_MAX_H and B <= 16:
+            block_h = h_pad
+        else:
+            per_b = max(1, (n_sm or 132) // n_b)
+            block_h = max(16 if use_dot else 8, next_pow2(cdiv(H, per_b)))
+            block_h = min(block_h, h_pad)
+    n_h = cdiv(H, block_h)
+    resident = overrides.pop("resident", None)
+    if resident is None:
+        resident = 3 * block_h * h_pad * elem_bytes <= RESIDENT_BYTES
+    block_k = overrides.pop("block_k", None) or min(h_pad, 64 if use_dot else 128)
+    if use_dot and not interpret and min(block_b, block_h, block_k, h_pad) < 16:
+        raise ValueError(
+            f"tl.dot needs tiles >= 16 on a GPU, got block_b={block_b}, block_h={block_h}, "
+            f"block_k={block_k}, h_pad={h_pad}"
+        )
+    for name, v in (("block_b", block_b), ("block_h", block_h), ("block_k", block_k)):
+        if v < 1 or v & (v - 1):
+            raise ValueError(f"{name} must be a power of two, got {v}")
+    big = 3 * block_h * (h_pad if resident else block_k) * elem_bytes + 4 * block_b * h_pad
+    num_warps = overrides.pop("num_warps", None) or (8 if big > 32 * 1024 else 4)
+    fits = n_sm is not None and n_h * n_b <= n_sm
+    if interpret:
+        fits = n_h * n_b == 1
+    if mode is None:
+        if B >= LARGE_B and H >= LARGE_H:
+            mode = "gemm"
+        elif fits:
+            mode = "persistent"
+        else:
+            mode = "step"
+    if mode == "persistent" and not fits:
+        raise ValueError(
+            f"persistent mode needs all {n_h * n_b} programs resident at once "
+            f"({'the interpreter runs programs one by one: use a 1-program grid' if interpret else f'{n_sm} SMs'})"
+        )
+    sync = overrides.pop("sync", n_h > 1)
+    plan = Plan(mode, block_b, block_h, h_pad, block_k, bool(resident), bool(use_dot), int(num_warps),
+                n_b, n_h, bool(sync))
+    if overrides:
+        plan = replace(plan, **overrides)  # raises TypeError on an unknown field name
+    return plan

@@ -1,0 +1,674 @@
+"""Triton kernels of the GRU recurrence: shared per-step bodies, persistent and per-step kernels.
+
+Layout of the work: a program owns BLOCK_B batch rows x BLOCK_H hidden units (grid = (n_h, n_b)).
+Each step it needs the whole previous state of its rows (all H units) for the recurrent product, and
+produces only its own units; the programs of one batch block exchange data through global memory:
+- the fp32 state: the contract's buf (T+1, B, H) itself for fp32 inputs (a fresh slot every step), or
+  for half inputs a 2-slot fp32 ring (RING; buf then receives rounded copies in the input dtype). A
+  2-slot ring is safe: a program overwrites slot s two steps later, after the barrier that all
+  readers of slot s passed once done with it;
+- reset_after=False: the (B, H) `rh` scratch, r * h_prev of every unit, which feeds W_hn;
+- backward: the gate gradients dgi[t] / dgh_n[t] themselves (dh_prev = dG @ W_hh needs every unit's
+  dG); dh itself stays with its program (fp32, in registers / a per-step carry buffer).
+In the persistent kernel a grid-wide barrier separates writing and reading; in the per-step kernels
+the kernel boundary does.
+
+Every step body is one `@triton.jit` function used by both kernels (`_fwd_ra_step`, `_fwd_rz_step` +
+`_fwd_n_step`, `_bwd_ra_gates`, `_bwd_rb_gates1` + `_bwd_rb_gates2`, `_bwd_dh`). The recurrent product
+comes from `_product`, in one of three ways (constexpr MM):
+  0  W_hh tile held in registers: loaded once per kernel (persistent: once per sequence),
+  1  W_hh streamed from global memory (L2) in BLOCK_K chunks every step (W too big to hold),
+  2  read from memory: a cuBLAS GEMM computed it before the launch (large-batch "gemm" mode).
+Products use tl.dot (USE_DOT; tiles >= 16 on a GPU) or a broadcast multiply + sum (tiny batch).
+Activations, state and accumulation are fp32; values stored in a half dtype are rounded to nearest.
+
+Interpreter notes (TRITON_INTERPRET=1, how CI runs these; EMU=True there): tl.dot on bfloat16
+operands is wrong in the interpreter (it multiplies the raw uint16 bit patterns) and its fp32 -> bf16
+cast truncates (its "rtne" mode drops the carry), so the bf16 dot is emulated exactly: the fp32
+operand is rounded to bf16 (round to nearest even, by bit arithmetic), both operands are widened to
+fp32 and multiplied in fp32 - the same products a bf16 tensor-core dot with fp32 accumulation forms;
+bf16 stores are rounded the same way first. The grid barrier cannot run with more than one
+program in the interpreter (programs run one after another); a one-program persistent grid can.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+try:  # Triton >= 3.2
+    INTERPRETED: bool = bool(triton.knobs.runtime.interpret)
+except AttributeError:  # older Triton reads the environment
+    import os
+
+    INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _tanh(x):
+    # tanh(|x|) = (1 - e) / (1 + e), e = exp(-2|x|): no overflow, absolute error ~1e-7 near 0
+    e = tl.exp(-2.0 * tl.abs(x))
+    t = (1.0 - e) / (1.0 + e)
+    return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def _round_bf16(x):
+    """fp32 -> nearest bfloat16 value (ties to even), kept in fp32 (interpreter emulation of a cast)."""
+    b = x.to(tl.uint32, bitcast=True)
+    b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+    return b.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _store(ptr, val, mask, EMU: tl.constexpr):
+    """tl.store, narrowing fp32 to the pointer's dtype with round-to-nearest-even everywhere.
+
+    On a GPU the implicit cast rounds to nearest even; the interpreter truncates, so under EMU a value
+    bound for bfloat16 is rounded first (then the truncating cast is exact).
+    """
+    if EMU:
+        if ptr.dtype.element_ty == tl.bfloat16:
+            val = _round_bf16(val)
+    tl.store(ptr, val, mask=mask)
+
+
+@triton.jit
+def _state_slots(i, T, buf_ptr, st_ptr, RING: tl.constexpr, REVERSE: tl.constexpr):
+    """Where the fp32 state of processing step i is read / written: buf's slots (fp32 inputs), or the
+    2-slot fp32 ring (half inputs, whose buf holds rounded copies). Returns (base, slot in, slot out)."""
+    t, s_in, s_out = _slots(i, T, REVERSE)
+    if RING:
+        base = st_ptr
+        r_in = i % 2
+        r_out = (i + 1) % 2
+    else:
+        base = buf_ptr
+        r_in = s_in
+        r_out = s_out
+    return base, r_in, r_out
+
+
+@triton.jit
+def _slots(i, T, REVERSE: tl.constexpr):
+    """Processing index i -> (time t, slot read, slot written) of the contract's buf."""
+    if REVERSE:
+        t = T - 1 - i
+        s_in = t + 1
+        s_out = t
+    else:
+        t = i
+        s_in = i
+        s_out = i + 1
+    return t, s_in, s_out
+
+
+@triton.jit
+def _first_slot(T, REVERSE: tl.constexpr):
+    """Slot of buf the first processed step reads (h0's slot): 0, or T in reverse."""
+    if REVERSE:
+        s = T
+    else:
+        s = T - T  # a runtime zero of T's type
+    return s
+
+
+@triton.jit
+def _tile(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    rows = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    u = tl.program_id(0) * BLOCK_H + tl.arange(0, BLOCK_H)
+    return rows, rows < B, u, u < H
+
+
+@triton.jit
+def _load_src(ptr, stride, rows, rmask, c, cmask):
+    """(BLOCK_B, len(c)) fp32 tile ptr[rows, c]; data other programs wrote this launch: bypass L1."""
+    p = ptr + rows[:, None].to(tl.int64) * stride + c[None, :]
+    return tl.load(p, mask=rmask[:, None] & cmask[None, :], other=0.0, cache_modifier=".cg").to(tl.float32)
+
+
+@triton.jit
+def _load_wt(w_ptr, gate, H, u, umask, c, cmask, TRANS: tl.constexpr):
+    """(len(c), len(u)) tile of gate `gate`'s block of W_hh (3H, H), contraction index c first.
+
+    Forward (TRANS=False): [c, u] = W[gate*H + u, c]  (gh[:, u] = h @ W[u, :]^T).
+    Backward (TRANS=True): [c, u] = W[gate*H + c, u]  (dh[:, u] = dG @ W[:, u]).
+    """
+    if TRANS:
+        p = w_ptr + (gate * H + c)[:, None].to(tl.int64) * H + u[None, :]
+    else:
+        p = w_ptr + (gate * H + u)[None, :].to(tl.int64) * H + c[:, None]
+    return tl.load(p, mask=cmask[:, None] & umask[None, :], other=0.0)
+
+
+@triton.jit
+def _mm(x, wt, USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+    """x (M, K) fp32 @ wt (K, N) in the weight dtype -> (M, N) fp32.
+
+    fp32 weights: tl.dot in PREC ("tf32" or "ieee"). Half weights: x rounded to the weight dtype, fp32
+    accumulation (like cuDNN). Without USE_DOT: fp32 multiply + sum (no tile-size constraints).
+    """
+    if USE_DOT:
+        if wt.dtype == tl.float32:
+            acc = tl.dot(x, wt, input_precision=PREC)
+        elif wt.dtype == tl.bfloat16:
+            if EMU:  # interpreter: exact emulation of the bf16 dot (see the module docstring)
+                acc = tl.dot(_round_bf16(x), wt.to(tl.float32), input_precision="ieee")
+            else:
+                acc = tl.dot(x.to(tl.bfloat16, fp_downcast_rounding="rtne"), wt)
+        else:
+            acc = tl.dot(x.to(wt.dtype, fp_downcast_rounding="rtne"), wt)
+    else:
+        acc = tl.sum(x[:, :, None] * wt.to(tl.float32)[None, :, :], axis=1)
+    return acc
+
+
+@triton.jit
+def _product(s0, ss0, s1, ss1, s2, ss2, w_ptr, H, rows, rmask, u, umask, wt0, wt1, wt2,
+             NG: tl.constexpr, G0: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr,
+             SAME_SRC: tl.constexpr, TRANS: tl.constexpr, MM: tl.constexpr,
+             H_PAD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+             USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+    """a_k = src_k[rows, :H] @ (gate G_k's W_hh tile) for k < NG; unused outputs are zero.
+
+    src_k is a row-major matrix at s_k with row stride ss_k. MM=0: the tiles wt_k are given (held in
+    registers); MM=1: W_hh is read in BLOCK_K chunks here.
+    """
+    a0 = tl.zeros((BLOCK_B, BLOCK_H), tl.float32)
+    a1 = tl.zeros((BLOCK_B, BLOCK_H), tl.float32)
+    a2 = tl.zeros((BLOCK_B, BLOCK_H), tl.float32)
+    if MM == 0:
+        c = tl.arange(0, H_PAD)
+        cmask = c < H
+        x0 = _load_src(s0, ss0, rows, rmask, c, cmask)
+        a0 = _mm(x0, wt0, USE_DOT, PREC, EMU)
+        if NG > 1:
+            if SAME_SRC:
+                x1 = x0
+            else:
+                x1 = _load_src(s1, ss1, rows, rmask, c, cmask)
+            a1 = _mm(x1, wt1, USE_DOT, PREC, EMU)
+        if NG > 2:
+            if SAME_SRC:
+                x2 = x0
+            else:
+                x2 = _load_src(s2, ss2, rows, rmask, c, cmask)
+            a2 = _mm(x2, wt2, USE_DOT, PREC, EMU)
+    else:
+        for k0 in range(0, H, BLOCK_K):
+            c = k0 + tl.arange(0, BLOCK_K)
+            cmask = c < H
+            x0 = _load_src(s0, ss0, rows, rmask, c, cmask)
+            a0 += _mm(x0, _load_wt(w_ptr, G0, H, u, umask, c, cmask, TRANS), USE_DOT, PREC, EMU)
+            if NG > 1:
+                if SAME_SRC:
+                    x1 = x0
+                else:
+                    x1 = _load_src(s1, ss1, rows, rmask, c, cmask)
+                a1 += _mm(x1, _load_wt(w_ptr, G1, H, u, umask, c, cmask, TRANS), USE_DOT, PREC, EMU)
+            if NG > 2:
+                if SAME_SRC:
+                    x2 = x0
+                else:
+                    x2 = _load_src(s2, ss2, rows, rmask, c, cmask)
+                a2 += _mm(x2, _load_wt(w_ptr, G2, H, u, umask, c, cmask, TRANS), USE_DOT, PREC, EMU)
+    return a0, a1, a2
+
+
+@triton.jit
+def _load_wtiles(w_ptr, H, u, umask, TRANS: tl.constexpr, H_PAD: tl.constexpr):
+    c = tl.arange(0, H_PAD)
+    cmask = c < H
+    return (_load_wt(w_ptr, 0, H, u, umask, c, cmask, TRANS),
+            _load_wt(w_ptr, 1, H, u, umask, c, cmask, TRANS),
+            _load_wt(w_ptr, 2, H, u, umask, c, cmask, TRANS))
+
+
+@triton.jit
+def _bias(b_ptr, k, H, u, umask, HAS_BIAS: tl.constexpr):
+    if HAS_BIAS:
+        b = tl.load(b_ptr + k * H + u, mask=umask, other=0.0).to(tl.float32)[None, :]
+    else:
+        b = 0.0
+    return b
+
+
+@triton.jit
+def _gi(gi_ptr, t, s_gt, s_gb, k, H, rows, u, m2):
+    p = gi_ptr + t.to(tl.int64) * s_gt + rows[:, None].to(tl.int64) * s_gb + k * H + u[None, :]
+    return tl.load(p, mask=m2, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _own(ptr, slot, B, H, rows, u, m2):
+    """ptr[slot, rows, u] of a (slots, B, H) fp32 tensor (fresh data: bypass L1)."""
+    p = ptr + slot.to(tl.int64) * B * H + rows[:, None] * H + u[None, :]
+    return tl.load(p, mask=m2, other=0.0, cache_modifier=".cg").to(tl.float32)
+
+
+@triton.jit
+def _put_state(new, buf_ptr, st, s_out, r_out, B, H, rows, u, m2, RING: tl.constexpr, EMU: tl.constexpr):
+    """Write the new fp32 state: to buf (the contract's output, in the input dtype) and, with RING, to
+    the fp32 ring the next step reads."""
+    own = rows[:, None] * H + u[None, :]
+    _store(buf_ptr + s_out.to(tl.int64) * B * H + own, new, m2, EMU)
+    if RING:
+        tl.store(st + r_out.to(tl.int64) * B * H + own, new, mask=m2)
+
+
+@triton.jit
+def _live(len_ptr, rows, rmask, t):
+    return (tl.load(len_ptr + rows, mask=rmask, other=0) > t)[:, None]
+
+
+@triton.jit
+def _sync(cnt_ptr, target, SYNC: tl.constexpr):
+    """Grid-wide barrier among the programs sharing the counter (release / acquire), else CTA barrier."""
+    tl.debug_barrier()  # every thread of this program has issued its stores
+    if SYNC:
+        tl.atomic_add(cnt_ptr, 1, sem="release", scope="gpu")
+        c = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
+        while c < target:
+            c = tl.atomic_add(cnt_ptr, 0, sem="acquire", scope="gpu")
+        tl.debug_barrier()
+
+
+# ------------------------------------------------------------------------------ forward step bodies
+
+
+@triton.jit
+def _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
+                 wt_r, wt_z, wt_n, gh_ptr,
+                 REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr, SAVE: tl.constexpr,
+                 MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
+                 BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
+                 EMU: tl.constexpr):
+    """One reset_after=True step for this program's tile: buf[s_out] and gates[t] (r, z, n, W_hn h + b_hn)."""
+    t, s_in, s_out = _slots(i, T, REVERSE)
+    st, r_in, r_out = _state_slots(i, T, buf_ptr, st_ptr, RING, REVERSE)
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
+    h_in = st + r_in.to(tl.int64) * B * H
+    if MM == 2:
+        gp = gh_ptr + rows[:, None] * (3 * H) + u[None, :]
+        ar = tl.load(gp, mask=m2, other=0.0).to(tl.float32)
+        az = tl.load(gp + H, mask=m2, other=0.0).to(tl.float32)
+        an = tl.load(gp + 2 * H, mask=m2, other=0.0).to(tl.float32)
+    else:
+        ar, az, an = _product(h_in, H, h_in, H, h_in, H, w_ptr, H, rows, rmask, u, umask, wt_r, wt_z, wt_n,
+                              3, 0, 1, 2, True, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+    r = _sigmoid(_gi(gi_ptr, t, s_gt, s_gb, 0, H, rows, u, m2) + ar + _bias(b_ptr, 0, H, u, umask, HAS_BIAS))
+    z = _sigmoid(_gi(gi_ptr, t, s_gt, s_gb, 1, H, rows, u, m2) + az + _bias(b_ptr, 1, H, u, umask, HAS_BIAS))
+    hn = an + _bias(b_ptr, 2, H, u, umask, HAS_BIAS)
+    n = _tanh(_gi(gi_ptr, t, s_gt, s_gb, 2, H, rows, u, m2) + r * hn)
+    h = _own(st, r_in, B, H, rows, u, m2)
+    new = n + z * (h - n)
+    if HAS_LEN:
+        new = tl.where(_live(len_ptr, rows, rmask, t), new, h)
+    _put_state(new, buf_ptr, st, s_out, r_out, B, H, rows, u, m2, RING, EMU)
+    if SAVE:
+        gp = gates_ptr + t.to(tl.int64) * B * (4 * H) + rows[:, None] * (4 * H) + u[None, :]
+        _store(gp, r, m2, EMU)
+        _store(gp + H, z, m2, EMU)
+        _store(gp + 2 * H, n, m2, EMU)
+        _store(gp + 3 * H, hn, m2, EMU)
+
+
+@triton.jit
+def _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, wt_r, wt_z, gh_ptr,
+                 REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, MM: tl.constexpr, RING: tl.constexpr,
+                 H_PAD: tl.constexpr,
+                 BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr,
+                 PREC: tl.constexpr, EMU: tl.constexpr):
+    """First half of a reset_after=False step: r, z of this tile; publishes r * h_prev to rh (B, H)."""
+    t, s_in, s_out = _slots(i, T, REVERSE)
+    st, r_in, r_out = _state_slots(i, T, buf_ptr, st_ptr, RING, REVERSE)
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
+    h_in = st + r_in.to(tl.int64) * B * H
+    if MM == 2:
+        gp = gh_ptr + rows[:, None] * (2 * H) + u[None, :]
+        ar = tl.load(gp, mask=m2, other=0.0).to(tl.float32)
+        az = tl.load(gp + H, mask=m2, other=0.0).to(tl.float32)
+    else:
+        ar, az, _unused = _product(h_in, H, h_in, H, h_in, H, w_ptr, H, rows, rmask, u, umask, wt_r, wt_z, wt_z,
+                                   2, 0, 1, 1, True, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+                                   USE_DOT, PREC, EMU)
+    r = _sigmoid(_gi(gi_ptr, t, s_gt, s_gb, 0, H, rows, u, m2) + ar + _bias(b_ptr, 0, H, u, umask, HAS_BIAS))
+    z = _sigmoid(_gi(gi_ptr, t, s_gt, s_gb, 1, H, rows, u, m2) + az + _bias(b_ptr, 1, H, u, umask, HAS_BIAS))
+    h = _own(st, r_in, B, H, rows, u, m2)
+    _store(rh_ptr + rows[:, None] * H + u[None, :], r * h, m2, EMU)
+    return r, z
+
+
+@triton.jit
+def _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
+                rh_ptr, wt_n, gh_ptr,
+                REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr, SAVE: tl.constexpr,
+                MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
+                BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
+                EMU: tl.constexpr):
+    """Second half of a reset_after=False step: n = tanh(gi_n + W_hn (r*h) + b_hn), then the new state."""
+    t, s_in, s_out = _slots(i, T, REVERSE)
+    st, r_in, r_out = _state_slots(i, T, buf_ptr, st_ptr, RING, REVERSE)
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
+    if MM == 2:
+        an = tl.load(gh_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
+    else:
+        an, _u1, _u2 = _product(rh_ptr, H, rh_ptr, H, rh_ptr, H, w_ptr, H, rows, rmask, u, umask, wt_n, wt_n, wt_n,
+                                1, 2, 2, 2, True, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+                                USE_DOT, PREC, EMU)
+    n = _tanh(_gi(gi_ptr, t, s_gt, s_gb, 2, H, rows, u, m2) + an + _bias(b_ptr, 2, H, u, umask, HAS_BIAS))
+    h = _own(st, r_in, B, H, rows, u, m2)
+    new = n + z * (h - n)
+    if HAS_LEN:
+        new = tl.where(_live(len_ptr, rows, rmask, t), new, h)
+    _put_state(new, buf_ptr, st, s_out, r_out, B, H, rows, u, m2, RING, EMU)
+    if SAVE:
+        gp = gates_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
+        _store(gp, r, m2, EMU)
+        _store(gp + H, z, m2, EMU)
+        _store(gp + 2 * H, n, m2, EMU)
+
+
+# ----------------------------------------------------------------------------- backward step bodies
+
+
+@triton.jit
+def _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, dgi_ptr, dghn_ptr,
+                  rec_ptr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr, STORE_REC: tl.constexpr,
+                  BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, EMU: tl.constexpr):
+    """reset_after=True: gate gradients of step t for this tile; returns the local part of dh_prev."""
+    t, s_in, s_out = _slots(i, T, REVERSE)
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
+    dp = dbuf_ptr + s_out.to(tl.int64) * s_dt + rows[:, None].to(tl.int64) * s_db + u[None, :]
+    g = dh + tl.load(dp, mask=m2, other=0.0).to(tl.float32)
+    h = _own(buf_ptr, s_in, B, H, rows, u, m2)
+    gp = gates_ptr + t.to(tl.int64) * B * (4 * H) + rows[:, None] * (4 * H) + u[None, :]
+    r = tl.load(gp, mask=m2, other=0.0).to(tl.float32)
+    z = tl.load(gp + H, mask=m2, other=0.0).to(tl.float32)
+    n = tl.load(gp + 2 * H, mask=m2, other=0.0).to(tl.float32)
+    hn = tl.load(gp + 3 * H, mask=m2, other=0.0).to(tl.float32)
+    keep = 0.0
+    if HAS_LEN:
+        live = _live(len_ptr, rows, rmask, t)
+        keep = tl.where(live, 0.0, g)  # rows past their length pass the gradient straight through
+        g = tl.where(live, g, 0.0)
+    dn = g * (1.0 - z) * (1.0 - n * n)
+    dz = g * (h - n) * z * (1.0 - z)
+    dr = dn * hn * r * (1.0 - r)
+    dghn = dn * r
+    op = dgi_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
+    _store(op, dr, m2, EMU)
+    _store(op + H, dz, m2, EMU)
+    _store(op + 2 * H, dn, m2, EMU)
+    _store(dghn_ptr + t.to(tl.int64) * B * H + rows[:, None] * H + u[None, :], dghn, m2, EMU)
+    if STORE_REC:  # operand of the cuBLAS GEMM dh_prev += [dr, dz, dn*r] @ W_hh
+        rp = rec_ptr + rows[:, None] * (3 * H) + u[None, :]
+        _store(rp, dr, m2, EMU)
+        _store(rp + H, dz, m2, EMU)
+        _store(rp + 2 * H, dghn, m2, EMU)
+    return g * z + keep
+
+
+@triton.jit
+def _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, dgi_ptr, rec_ptr,
+                   REVERSE: tl.constexpr, HAS_LEN: tl.constexpr, STORE_REC: tl.constexpr,
+                   BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, EMU: tl.constexpr):
+    """reset_after=False, part 1: dz, dn of step t for this tile; returns the local part of dh_prev."""
+    t, s_in, s_out = _slots(i, T, REVERSE)
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
+    dp = dbuf_ptr + s_out.to(tl.int64) * s_dt + rows[:, None].to(tl.int64) * s_db + u[None, :]
+    g = dh + tl.load(dp, mask=m2, other=0.0).to(tl.float32)
+    h = _own(buf_ptr, s_in, B, H, rows, u, m2)
+    gp = gates_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
+    z = tl.load(gp + H, mask=m2, other=0.0).to(tl.float32)
+    n = tl.load(gp + 2 * H, mask=m2, other=0.0).to(tl.float32)
+    keep = 0.0
+    if HAS_LEN:
+        live = _live(len_ptr, rows, rmask, t)
+        keep = tl.where(live, 0.0, g)
+        g = tl.where(live, g, 0.0)
+    dn = g * (1.0 - z) * (1.0 - n * n)
+    dz = g * (h - n) * z * (1.0 - z)
+    op = dgi_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
+    _store(op + H, dz, m2, EMU)
+    _store(op + 2 * H, dn, m2, EMU)
+    if STORE_REC:
+        rp = rec_ptr + rows[:, None] * (3 * H) + u[None, :]
+        _store(rp + H, dz, m2, EMU)
+        _store(rp + 2 * H, dn, m2, EMU)
+    return g * z + keep
+
+
+@triton.jit
+def _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, dgi_ptr, w_ptr, wc_n, p_ptr, rec_ptr,
+                   REVERSE: tl.constexpr, STORE_REC: tl.constexpr, MM: tl.constexpr, H_PAD: tl.constexpr,
+                   BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                   USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+    """reset_after=False, part 2: d(r*h) = dn @ W_hn (all units' dn), then dr; adds d(r*h) * r to carry."""
+    t, s_in, s_out = _slots(i, T, REVERSE)
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
+    d = dgi_ptr + t.to(tl.int64) * B * (3 * H)
+    if MM == 2:
+        drh = tl.load(p_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
+    else:
+        drh, _u1, _u2 = _product(d + 2 * H, 3 * H, d, 3 * H, d, 3 * H, w_ptr, H, rows, rmask, u, umask,
+                                 wc_n, wc_n, wc_n, 1, 2, 2, 2, False, True, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+                                 USE_DOT, PREC, EMU)
+    h = _own(buf_ptr, s_in, B, H, rows, u, m2)
+    r = tl.load(gates_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :], mask=m2,
+                other=0.0).to(tl.float32)
+    dr = drh * h * r * (1.0 - r)
+    _store(d + rows[:, None] * (3 * H) + u[None, :], dr, m2, EMU)
+    if STORE_REC:
+        _store(rec_ptr + rows[:, None] * (3 * H) + u[None, :], dr, m2, EMU)
+    return carry + drh * r
+
+
+@triton.jit
+def _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, w_ptr, wc_r, wc_z, wc_n, p_ptr,
+            RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, MM: tl.constexpr, H_PAD: tl.constexpr,
+            BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr,
+            PREC: tl.constexpr, EMU: tl.constexpr):
+    """dh_prev of this tile = carry + dG_t @ W_hh[:, own units] (dG of all units, written by all programs)."""
+    t, s_in, s_out = _slots(i, T, REVERSE)
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    if MM == 2:
+        m2 = rmask[:, None] & umask[None, :]
+        dh = carry + tl.load(p_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
+    else:
+        d = dgi_ptr + t.to(tl.int64) * B * (3 * H)
+        if RESET_AFTER:
+            dn_src = dghn_ptr + t.to(tl.int64) * B * H
+            a0, a1, a2 = _product(d, 3 * H, d + H, 3 * H, dn_src, H, w_ptr, H, rows, rmask, u, umask,
+                                  wc_r, wc_z, wc_n, 3, 0, 1, 2, False, True, MM, H_PAD, BLOCK_K, BLOCK_B,
+                                  BLOCK_H, USE_DOT, PREC, EMU)
+        else:
+            a0, a1, a2 = _product(d, 3 * H, d + H, 3 * H, d, 3 * H, w_ptr, H, rows, rmask, u, umask,
+                                  wc_r, wc_z, wc_z, 2, 0, 1, 1, False, True, MM, H_PAD, BLOCK_K, BLOCK_B,
+                                  BLOCK_H, USE_DOT, PREC, EMU)
+        dh = carry + a0 + a1 + a2
+    return dh
+
+
+# ---------------------------------------------------------------------------------------- kernels
+# Step indices and T are never specialised: Triton would turn a value of 1 into a compile-time constant
+# (and recompile), and the bodies call .to(tl.int64) on values derived from them.
+
+
+@triton.jit(do_not_specialize=["T"])
+def fwd_persistent_kernel(gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr, rh_ptr, cnt_ptr,
+                          T, B, H,
+                          RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                          HAS_LEN: tl.constexpr, SAVE: tl.constexpr, SYNC: tl.constexpr, MM: tl.constexpr,
+                          RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
+                          BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+    """Whole sequence in one launch; W_hh slice loaded once (MM=0); grid barrier after each exchange."""
+    n_h = tl.num_programs(0)
+    cnt = cnt_ptr + tl.program_id(1)  # one counter per batch block: only its programs exchange data
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    if MM == 0:
+        wt_r, wt_z, wt_n = _load_wtiles(w_ptr, H, u, umask, False, H_PAD)
+    else:
+        wt_r = 0.0
+        wt_z = 0.0
+        wt_n = 0.0
+    for i in range(T):
+        if RESET_AFTER:
+            _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
+                         wt_r, wt_z, wt_n, gi_ptr, REVERSE, HAS_BIAS, HAS_LEN, SAVE, MM, RING,
+                         H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+            _sync(cnt, (i + 1) * n_h, SYNC)
+        else:
+            r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, wt_r,
+                                wt_z, gi_ptr, REVERSE, HAS_BIAS, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+                                USE_DOT, PREC, EMU)
+            _sync(cnt, (2 * i + 1) * n_h, SYNC)
+            _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
+                        rh_ptr, wt_n, gi_ptr, REVERSE, HAS_BIAS, HAS_LEN, SAVE, MM, RING,
+                        H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+            _sync(cnt, (2 * i + 2) * n_h, SYNC)
+
+
+@triton.jit(do_not_specialize=["i", "T"])
+def fwd_step_kernel(i, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr, rh_ptr, rz_ptr,
+                    gh_ptr, T, B, H,
+                    PHASE: tl.constexpr, REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr,
+                    SAVE: tl.constexpr, MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr,
+                    BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                    USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+    """One step (PHASE 0: reset_after=True) or one half step (PHASE 1 / 2: reset_after=False) per launch.
+
+    MM=2 ('gemm' mode): gh_ptr holds this step's recurrent products, computed by cuBLAS.
+    """
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
+    if MM == 0:
+        wt_r, wt_z, wt_n = _load_wtiles(w_ptr, H, u, umask, False, H_PAD)
+    else:
+        wt_r = 0.0
+        wt_z = 0.0
+        wt_n = 0.0
+    if PHASE == 0:
+        _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
+                     wt_r, wt_z, wt_n, gh_ptr, REVERSE, HAS_BIAS, HAS_LEN, SAVE, MM, RING,
+                     H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+    elif PHASE == 1:
+        r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, wt_r, wt_z,
+                            gh_ptr, REVERSE, HAS_BIAS, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+                            USE_DOT, PREC, EMU)
+        zp = rz_ptr + rows[:, None] * (2 * H) + u[None, :]
+        tl.store(zp, r, mask=m2)
+        tl.store(zp + H, z, mask=m2)
+    else:
+        zp = rz_ptr + rows[:, None] * (2 * H) + u[None, :]
+        r = tl.load(zp, mask=m2, other=0.0)
+        z = tl.load(zp + H, mask=m2, other=0.0)
+        _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
+                    rh_ptr, wt_n, gh_ptr, REVERSE, HAS_BIAS, HAS_LEN, SAVE, MM, RING,
+                    H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+
+
+@triton.jit
+def _dh0(dh, dbuf_ptr, s_dt, s_db, dh0_ptr, T, H, rows, u, m2, REVERSE: tl.constexpr, EMU: tl.constexpr):
+    """dh0 = dh + dbuf[h0's slot]."""
+    first = _first_slot(T, REVERSE)
+    dp = dbuf_ptr + first.to(tl.int64) * s_dt + rows[:, None].to(tl.int64) * s_db + u[None, :]
+    _store(dh0_ptr + rows[:, None] * H + u[None, :], dh + tl.load(dp, mask=m2, other=0.0).to(tl.float32), m2, EMU)
+
+
+@triton.jit(do_not_specialize=["T"])
+def bwd_persistent_kernel(dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, dgi_ptr, dghn_ptr,
+                          dh0_ptr, cnt_ptr, T, B, H,
+                          RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr,
+                          SYNC: tl.constexpr, MM: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
+                          BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr,
+                          PREC: tl.constexpr, EMU: tl.constexpr):
+    """BPTT over the whole sequence in one launch; dh of the own units stays in registers (fp32)."""
+    n_h = tl.num_programs(0)
+    cnt = cnt_ptr + tl.program_id(1)
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
+    if MM == 0:
+        wc_r, wc_z, wc_n = _load_wtiles(w_ptr, H, u, umask, True, H_PAD)
+    else:
+        wc_r = 0.0
+        wc_z = 0.0
+        wc_n = 0.0
+    dh = tl.zeros((BLOCK_B, BLOCK_H), tl.float32)
+    for j in range(T):
+        i = T - 1 - j
+        if RESET_AFTER:
+            carry = _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, dgi_ptr,
+                                  dghn_ptr, dgi_ptr, REVERSE, HAS_LEN, False, BLOCK_B, BLOCK_H, EMU)
+            _sync(cnt, (j + 1) * n_h, SYNC)
+        else:
+            carry = _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, dgi_ptr,
+                                   dgi_ptr, REVERSE, HAS_LEN, False, BLOCK_B, BLOCK_H, EMU)
+            _sync(cnt, (2 * j + 1) * n_h, SYNC)
+            carry = _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, dgi_ptr, w_ptr, wc_n, dgi_ptr,
+                                   dgi_ptr, REVERSE, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+                                   USE_DOT, PREC, EMU)
+            _sync(cnt, (2 * j + 2) * n_h, SYNC)
+        dh = _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, w_ptr, wc_r, wc_z, wc_n, dgi_ptr, RESET_AFTER,
+                     REVERSE, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+    _dh0(dh, dbuf_ptr, s_dt, s_db, dh0_ptr, T, H, rows, u, m2, REVERSE, EMU)
+
+
+@triton.jit(do_not_specialize=["i_dh", "i_g", "T"])
+def bwd_step_kernel(i_dh, i_g, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, dgi_ptr, dghn_ptr,
+                    dh0_ptr, c_in_ptr, c_out_ptr, p_ptr, rec_ptr, T, B, H,
+                    PHASE: tl.constexpr, HAS_DH: tl.constexpr, HAS_G: tl.constexpr,
+                    RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr,
+                    MM: tl.constexpr, STORE_REC: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
+                    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
+                    EMU: tl.constexpr):
+    """One backward launch. PHASE 0: [finish dh of step i_dh] then the gate gradients of step i_g
+    (reset_after=False: its part 1), or dh0 when not HAS_G. PHASE 1: reset_after=False part 2 of i_g.
+    The fp32 local carry travels between launches through c_in -> c_out (two different (B, H) buffers).
+    MM=2 ('gemm' mode): p_ptr holds the product cuBLAS formed from rec_ptr after the previous launch.
+    """
+    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
+    own = rows[:, None] * H + u[None, :]
+    if MM == 0:
+        wc_r, wc_z, wc_n = _load_wtiles(w_ptr, H, u, umask, True, H_PAD)
+    else:
+        wc_r = 0.0
+        wc_z = 0.0
+        wc_n = 0.0
+    if PHASE == 1:
+        carry = tl.load(c_in_ptr + own, mask=m2, other=0.0)
+        carry = _bwd_rb_gates2(i_g, carry, T, B, H, buf_ptr, gates_ptr, dgi_ptr, w_ptr, wc_n, p_ptr, rec_ptr,
+                               REVERSE, STORE_REC, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+        tl.store(c_out_ptr + own, carry, mask=m2)
+    else:
+        dh = tl.zeros((BLOCK_B, BLOCK_H), tl.float32)
+        if HAS_DH:
+            dh = _bwd_dh(i_dh, tl.load(c_in_ptr + own, mask=m2, other=0.0), T, B, H, dgi_ptr, dghn_ptr, w_ptr,
+                         wc_r, wc_z, wc_n, p_ptr, RESET_AFTER, REVERSE, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+                         USE_DOT, PREC, EMU)
+        if HAS_G:
+            if RESET_AFTER:
+                carry = _bwd_ra_gates(i_g, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr,
+                                      dgi_ptr, dghn_ptr, rec_ptr, REVERSE, HAS_LEN, STORE_REC, BLOCK_B, BLOCK_H,
+                                      EMU)
+            else:
+                carry = _bwd_rb_gates1(i_g, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr,
+                                       dgi_ptr, rec_ptr, REVERSE, HAS_LEN, STORE_REC, BLOCK_B, BLOCK_H, EMU)
+            tl.store(c_out_ptr + own, carry, mask=m2)
+        else:
+            _dh0(dh, dbuf_ptr, s_dt, s_db, dh0_ptr, T, H, rows, u, m2, REVERSE, EMU)

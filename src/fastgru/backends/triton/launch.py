@@ -1,0 +1,348 @@
+"""Host side of the Triton backend: validate, allocate, pick a plan, launch the kernels.
+
+`forward` / `backward` implement the backend contract (see fastgru.backends) and take an optional
+`plan` (tests force every mode and tile shape with it; users get `heuristics.make_plan`'s choice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import torch
+from torch import Tensor
+
+from . import kernels as K
+from .heuristics import Plan, make_plan
+
+FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+POISON = bool(os.environ.get("FASTGRU_TRITON_POISON"))  # fill outputs/scratch with NaN: unwritten shows
+
+
+def _new(*shape: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """torch.empty, or NaN-filled when POISON is set (tests, GPU validation runs)."""
+    if POISON:
+        return torch.full(shape, float("nan"), device=device, dtype=dtype)
+    return torch.empty(shape, device=device, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------ environment
+
+
+def interpreting() -> bool:
+    """True when the kernels were built for Triton's CPU interpreter (TRITON_INTERPRET=1 at import)."""
+    return K.INTERPRETED
+
+
+def device_ok(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_available() and not interpreting()
+    return device.type == "cpu" and interpreting()
+
+
+def allow_tf32() -> bool:
+    """Whether fp32 recurrent products may use TF32: the switch cuDNN's RNNs follow.
+
+    torch >= 2.9 has torch.backends.cudnn.rnn.fp32_precision ("tf32" / "ieee" / "none" = inherit);
+    older torch (and "none") use torch.backends.cudnn.allow_tf32 (on by default).
+    """
+    rnn = getattr(torch.backends.cudnn, "rnn", None)
+    precision = getattr(rnn, "fp32_precision", None)
+    if precision in ("tf32", "ieee"):
+        return precision == "tf32"
+    return bool(torch.backends.cudnn.allow_tf32)
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def plan_for(B: int, H: int, w_dtype: torch.dtype, device: torch.device, **overrides) -> Plan:
+    """The launch plan `forward`/`backward` use for this problem (overrides: any Plan field)."""
+    n_sm = None
+    if device.type == "cuda" and not interpreting():
+        n_sm = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    elem = torch.empty((), dtype=w_dtype).element_size()
+    return make_plan(B, H, elem, n_sm, interpreting(), **overrides)
+
+
+@contextlib.contextmanager
+def _on_device(device: torch.device):
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def _cublas_tf32(enabled: bool, device: torch.device):
+    """fp32 cuBLAS GEMMs of the 'gemm' mode follow cuDNN's TF32 switch, like the Triton dots."""
+    if device.type != "cuda":
+        yield
+        return
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
+# ------------------------------------------------------------------------------------- validation
+
+
+def _check_device(device: torch.device) -> None:
+    if not device_ok(device):
+        if device.type == "cpu":
+            raise RuntimeError(
+                "the Triton backend runs CPU tensors only under Triton's interpreter "
+                "(set TRITON_INTERPRET=1 before fastgru.backends.triton is imported); use the cpu backend"
+            )
+        raise RuntimeError(f"the Triton backend needs a CUDA device, got tensors on {device}")
+
+
+def _check_float(name: str, t: Tensor) -> None:
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
+
+
+def _check_lengths(lengths: Tensor | None, B: int, T: int, device: torch.device) -> Tensor | None:
+    if lengths is None:
+        return None
+    if lengths.dim() != 1 or lengths.shape[0] != B:
+        raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
+    return lengths.to(device=device, dtype=torch.int64).contiguous()
+
+
+def _check_forward(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> tuple[int, int, int]:
+    if gi.dim() != 3:
+        raise ValueError(f"gi must be (T, B, 3H), got shape {tuple(gi.shape)}")
+    T, B, G = gi.shape
+    if w_hh.dim() != 2 or w_hh.shape[0] != 3 * w_hh.shape[1]:
+        raise ValueError(f"w_hh must be (3H, H), got shape {tuple(w_hh.shape)}")
+    H = w_hh.shape[1]
+    if G != 3 * H:
+        raise ValueError(f"gi's last dimension must be 3H = {3 * H} (w_hh is {tuple(w_hh.shape)}), got {G}")
+    if tuple(h0.shape) != (B, H):
+        raise ValueError(f"h0 must be (B, H) = ({B}, {H}), got {tuple(h0.shape)}")
+    if b_hh is not None and tuple(b_hh.shape) != (3 * H,):
+        raise ValueError(f"b_hh must be (3H,) = ({3 * H},), got {tuple(b_hh.shape)}")
+    for name, t in (("gi", gi), ("h0", h0), ("w_hh", w_hh)) + ((("b_hh", b_hh),) if b_hh is not None else ()):
+        _check_float(name, t)
+        if t.device != gi.device:
+            raise ValueError(f"{name} is on {t.device} but gi is on {gi.device}")
+    return T, B, H
+
+
+def _slots(i: int, T: int, reverse: bool) -> tuple[int, int, int]:
+    t = T - 1 - i if reverse else i
+    return t, (t + 1 if reverse else t), (t if reverse else t + 1)
+
+
+# ---------------------------------------------------------------------------------------- forward
+
+
+def forward(
+    gi: Tensor,
+    h0: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+    save: bool,
+    plan: Plan | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Contract `recurrence_forward`. buf and gates have gi's dtype (the recurrence itself runs in fp32)."""
+    T, B, H = _check_forward(gi, h0, w_hh, b_hh)
+    dev = gi.device
+    _check_device(dev)
+    lengths = _check_lengths(lengths, B, T, dev)
+    if gi.stride(2) != 1:
+        gi = gi.contiguous()
+    w = w_hh.contiguous()
+    b = b_hh.contiguous() if b_hh is not None else None
+    f32 = torch.float32
+    dt = gi.dtype
+    buf = _new(T + 1, B, H, device=dev, dtype=dt)
+    buf[T if reverse else 0] = h0
+    n_gates = 4 if reset_after else 3
+    gates = _new(T, B, n_gates * H, device=dev, dtype=dt) if save else torch.empty(0, device=dev, dtype=dt)
+    if T == 0:
+        return buf, gates
+    plan = plan or plan_for(B, H, w.dtype, dev)
+    ring = dt != f32  # half outputs: the fp32 state travels through a 2-slot ring beside buf
+    st = _new(2, B, H, device=dev, dtype=f32) if ring else buf
+    if ring:
+        st[0] = h0
+    dummy = st
+    common = dict(
+        REVERSE=reverse, HAS_BIAS=b is not None, HAS_LEN=lengths is not None, SAVE=save, RING=ring,
+        BLOCK_K=plan.block_k, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad,
+        USE_DOT=plan.use_dot, PREC="tf32" if allow_tf32() else "ieee", EMU=interpreting(),
+        num_warps=plan.num_warps,
+    )
+    ptrs = (gi, gi.stride(0), gi.stride(1), buf, st, gates if save else dummy, w,
+            b if b is not None else dummy, lengths if lengths is not None else dummy)
+    grid = plan.grid
+    with _on_device(dev):
+        if plan.mode == "persistent":
+            rh = _new(B, H, device=dev, dtype=f32) if not reset_after else dummy
+            cnt = torch.zeros(plan.n_b, device=dev, dtype=torch.int32)
+            K.fwd_persistent_kernel[grid](
+                *ptrs, rh, cnt, T, B, H, RESET_AFTER=reset_after, SYNC=plan.sync,
+                MM=0 if plan.resident else 1, **common,
+            )
+        elif plan.mode == "step":
+            _forward_steps(ptrs, grid, common, T, B, H, reset_after, 0 if plan.resident else 1, dev, dummy)
+        else:
+            _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, dev, dummy)
+    return buf, gates
+
+
+def _forward_steps(ptrs, grid, common, T, B, H, reset_after, mm, dev, dummy) -> None:
+    """One launch per step (two for reset_after=False); W tiles re-read by every launch."""
+    f32 = torch.float32
+    rh = _new(B, H, device=dev, dtype=f32) if not reset_after else dummy
+    rz = _new(B, 2 * H, device=dev, dtype=f32) if not reset_after else dummy
+    for i in range(T):
+        for phase in ((0,) if reset_after else (1, 2)):
+            K.fwd_step_kernel[grid](i, *ptrs, rh, rz, dummy, T, B, H, PHASE=phase, MM=mm, **common)
+
+
+def _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, dev, dummy) -> None:
+    """Large batch: the recurrent product of each step by cuBLAS, the gate arithmetic by a Triton kernel.
+
+    The GEMM reads the previous state from buf (already in the input dtype; cast if the weights have
+    another dtype) and returns its product in the weight dtype, as cuDNN's half GEMMs do.
+    """
+    f32 = torch.float32
+    wt = w.t()
+    gh = _new(B, (3 if reset_after else 2) * H, device=dev, dtype=w.dtype)
+    rh = rz = gh_n = dummy
+    if not reset_after:
+        gh_n = _new(B, H, device=dev, dtype=w.dtype)
+        rh = _new(B, H, device=dev, dtype=w.dtype)
+        rz = _new(B, 2 * H, device=dev, dtype=f32)
+    with _cublas_tf32(allow_tf32(), dev):
+        for i in range(T):
+            _, s_in, _ = _slots(i, T, reverse)
+            src = buf[s_in] if buf.dtype == w.dtype else buf[s_in].to(w.dtype)
+            if reset_after:
+                torch.mm(src, wt, out=gh)
+                K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh, T, B, H, PHASE=0, MM=2, **common)
+            else:
+                torch.mm(src, wt[:, : 2 * H], out=gh)
+                K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh, T, B, H, PHASE=1, MM=2, **common)
+                torch.mm(rh, wt[:, 2 * H :], out=gh_n)
+                K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh_n, T, B, H, PHASE=2, MM=2, **common)
+
+
+# --------------------------------------------------------------------------------------- backward
+
+
+def backward(
+    dbuf: Tensor,
+    buf: Tensor,
+    gates: Tensor,
+    w_hh: Tensor,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+    plan: Plan | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Contract `recurrence_backward`. dgi, dgh_n and dh0 have buf's dtype; dh is carried in fp32."""
+    if buf.dim() != 3:
+        raise ValueError(f"buf must be (T+1, B, H), got shape {tuple(buf.shape)}")
+    T, B, H = buf.shape[0] - 1, buf.shape[1], buf.shape[2]
+    if tuple(dbuf.shape) != tuple(buf.shape):
+        raise ValueError(f"dbuf must have buf's shape {tuple(buf.shape)}, got {tuple(dbuf.shape)}")
+    if tuple(w_hh.shape) != (3 * H, H):
+        raise ValueError(f"w_hh must be (3H, H) = ({3 * H}, {H}), got {tuple(w_hh.shape)}")
+    n_gates = 4 if reset_after else 3
+    if T > 0 and tuple(gates.shape) != (T, B, n_gates * H):
+        raise ValueError(
+            f"gates must be (T, B, {n_gates}H) = ({T}, {B}, {n_gates * H}) for reset_after={reset_after} "
+            f"(did the forward run with save=True?), got {tuple(gates.shape)}"
+        )
+    for name, t in (("dbuf", dbuf), ("buf", buf), ("gates", gates), ("w_hh", w_hh)):
+        _check_float(name, t)
+        if t.device != buf.device:
+            raise ValueError(f"{name} is on {t.device} but buf is on {buf.device}")
+    dev = buf.device
+    _check_device(dev)
+    lengths = _check_lengths(lengths, B, T, dev)
+    dt = buf.dtype
+    buf = buf.contiguous()
+    gates = gates.contiguous()
+    if dbuf.stride(2) != 1:
+        dbuf = dbuf.contiguous()
+    w = w_hh.contiguous()
+    dgi = _new(T, B, 3 * H, device=dev, dtype=dt)
+    dgh_n = _new(T, B, H, device=dev, dtype=dt) if reset_after else torch.empty(0, device=dev, dtype=dt)
+    dh0 = _new(B, H, device=dev, dtype=dt)
+    if T == 0:
+        dh0.copy_(dbuf[0])
+        return dgi, dgh_n, dh0
+    plan = plan or plan_for(B, H, w.dtype, dev)
+    dummy = buf
+    common = dict(
+        RESET_AFTER=reset_after, REVERSE=reverse, HAS_LEN=lengths is not None,
+        BLOCK_K=plan.block_k, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad,
+        USE_DOT=plan.use_dot, PREC="tf32" if allow_tf32() else "ieee", EMU=interpreting(),
+        num_warps=plan.num_warps,
+    )
+    ptrs = (dbuf, dbuf.stride(0), dbuf.stride(1), buf, gates, w, lengths if lengths is not None else dummy,
+            dgi, dgh_n if reset_after else dummy, dh0)
+    grid = plan.grid
+    with _on_device(dev):
+        if plan.mode == "persistent":
+            cnt = torch.zeros(plan.n_b, device=dev, dtype=torch.int32)
+            K.bwd_persistent_kernel[grid](*ptrs, cnt, T, B, H, SYNC=plan.sync, MM=0 if plan.resident else 1,
+                                          **common)
+        else:
+            mm = 2 if plan.mode == "gemm" else (0 if plan.resident else 1)
+            _backward_steps(ptrs, grid, common, T, B, H, reset_after, mm, w, dev, dummy)
+    return dgi, dgh_n, dh0
+
+
+def _backward_steps(ptrs, grid, common, T, B, H, reset_after, mm, w, dev, dummy) -> None:
+    """Per-step backward launches; with mm == 2 ('gemm' mode), dG @ W_hh of each step is a cuBLAS GEMM.
+
+    Launch j (processing step i = T-1-j) first finishes dh of step i+1 (its carry from the previous
+    launch plus the contraction over every program's gate gradients), then writes step i's gate
+    gradients. A last launch turns the final dh into dh0.
+    """
+    f32 = torch.float32
+    gemm = mm == 2
+    carry = _new(2, B, H, device=dev, dtype=f32)
+    cur = 0
+    rec = _new(B, 3 * H, device=dev, dtype=w.dtype) if gemm else dummy
+    prod = _new(B, H, device=dev, dtype=w.dtype) if gemm else dummy
+    drh = _new(B, H, device=dev, dtype=w.dtype) if gemm and not reset_after else dummy
+
+    def launch(i_dh: int, i_g: int, phase: int, has_dh: bool, has_g: bool, p: Tensor) -> None:
+        nonlocal cur
+        K.bwd_step_kernel[grid](i_dh, i_g, *ptrs, carry[cur], carry[1 - cur], p, rec, T, B, H, PHASE=phase,
+                                HAS_DH=has_dh, HAS_G=has_g, MM=mm, STORE_REC=gemm and has_g, **common)
+        cur = 1 - cur
+
+    with _cublas_tf32(allow_tf32(), dev):
+        for j in range(T):
+            i = T - 1 - j
+            launch(i + 1, i, 0, j > 0, True, prod)
+            if not reset_after:
+                if gemm:
+                    torch.mm(rec[:, 2 * H :], w[2 * H :], out=drh)
+                launch(i, i, 1, False, True, drh)
+            if gemm:
+                if reset_after:
+                    torch.mm(rec, w, out=prod)
+                else:
+                    torch.mm(rec[:, : 2 * H], w[: 2 * H], out=prod)
+        launch(0, 0, 0, True, False, prod)
