@@ -1,33 +1,41 @@
-"""The Triton linear-recurrence scan (MinGRU's GPU path) under TRITON_INTERPRET=1 on CPU tensors,
-against the torch implementation (fastgru.scan.sequential_scan) and a float64 loop: forward, backward
-(the reversed scan), tile tails, storage dtypes, and MinGRU's coefficients."""
+"""The Triton linear-recurrence scan (MinGRU's GPU path) against the torch implementation
+(fastgru.scan.sequential_scan) and a float64 loop: forward, backward (the reversed scan), tile tails,
+storage dtypes, and MinGRU's coefficients. Without a GPU (CI) the kernel runs under TRITON_INTERPRET=1
+on CPU tensors; with one, compiled on CUDA tensors."""
 
 import importlib
 import os
 import sys
 
-os.environ["TRITON_INTERPRET"] = "1"  # before Triton builds any kernel: they run on the CPU
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"  # before Triton builds any kernel: they run on the CPU
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 pytest.importorskip("triton", reason="Triton is not installed (optional dependency fastgru[gpu])")
 
 from fastgru import mingru_ops, scan  # noqa: E402
 from fastgru.backends import triton_scan  # noqa: E402
+from fastgru.nn import MinGRU  # noqa: E402
 
-if not triton_scan.INTERPRETED:  # imported earlier in this process without the interpreter: rebuild
+if os.environ.get("TRITON_INTERPRET") == "1" and not triton_scan.INTERPRETED:
+    # imported earlier in this process without the interpreter: rebuild the kernel for it
     triton_scan = importlib.reload(sys.modules["fastgru.backends.triton_scan"])
+
+DEVICE = "cpu" if triton_scan.INTERPRETED else "cuda"
 
 
 def _inputs(T, *rest, dtype=torch.float32, h0=True):
     a = torch.rand(T, *rest, dtype=dtype) * 1.2 - 0.1  # mostly in (0, 1), some outside: the scan is general
     b = torch.randn(T, *rest, dtype=dtype)
-    return a, b, (torch.randn(*rest, dtype=dtype) if h0 else None)
+    h = torch.randn(*rest, dtype=dtype) if h0 else None
+    return a.to(DEVICE), b.to(DEVICE), (h.to(DEVICE) if h0 else None)
 
 
 def _loop64(a, b, h0):
-    h = torch.zeros(b.shape[1:], dtype=torch.float64) if h0 is None else h0.double()
+    h = torch.zeros(b.shape[1:], dtype=torch.float64, device=b.device) if h0 is None else h0.double()
     out = []
     for t in range(a.shape[0]):
         h = a[t].double() * h + b[t].double()
@@ -35,9 +43,8 @@ def _loop64(a, b, h0):
     return torch.stack(out)
 
 
-def test_interpreter_is_active():
-    assert triton_scan.INTERPRETED
-    assert triton_scan.why_unusable(torch.zeros(1)) is None
+def test_kernel_runs_here():
+    assert triton_scan.why_unusable(torch.zeros(1, device=DEVICE)) is None
     assert not triton_scan.usable(torch.zeros(1))  # 'auto' keeps CPU tensors on the torch path
 
 
@@ -65,7 +72,7 @@ def test_float64_exact_and_gradcheck():
 @pytest.mark.parametrize("T, block_t", [(1, 4), (29, 8), (70, 64)])
 def test_backward_matches_torch_scan(T, block_t):
     a, b, h0 = _inputs(T, 3, 5)
-    w = torch.randn(T, 3, 5)
+    w = torch.randn(T, 3, 5, device=DEVICE)
     grads = []
     for fn in (lambda *x: triton_scan.scan(*x, block_t=block_t, block_d=8), scan.sequential_scan):
         leaves = [t.clone().requires_grad_(True) for t in (a, b, h0)]
@@ -89,10 +96,10 @@ def test_half_storage_accumulates_in_fp32(dtype):
 
 def test_mingru_coefficients_through_the_kernel_equal_the_sequential_layer():
     T, B, I, H = 50, 2, 3, 6
-    x = torch.randn(T, B, I)
-    weight = torch.randn(2 * H, I) * 0.5
-    bias = torch.randn(2 * H) * 0.1
-    h0 = torch.randn(B, H)
+    x = torch.randn(T, B, I, device=DEVICE)
+    weight = torch.randn(2 * H, I, device=DEVICE) * 0.5
+    bias = torch.randn(2 * H, device=DEVICE) * 0.1
+    h0 = torch.randn(B, H, device=DEVICE)
     k, v = torch.nn.functional.linear(x, weight, bias).chunk(2, dim=-1)
     a, b = mingru_ops.coefficients(k, v)
     out = triton_scan.scan(a, b, h0, block_t=16, block_d=8)
@@ -112,3 +119,16 @@ def test_explicit_backend_and_bad_arguments():
         triton_scan.scan(a, b, h0, block_t=6)
     with pytest.raises(RuntimeError, match="dtype torch.int64 is not supported"):
         triton_scan.scan(a.long(), b.long())
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA GPU (on the CPU, parallel mode is the log-space scan)")
+def test_module_parallel_mode_on_cuda_uses_the_kernel_and_matches_sequential():
+    m = MinGRU(8, 16, num_layers=2, mode="parallel").to(DEVICE)
+    x = torch.randn(300, 4, 8, device=DEVICE)
+    assert triton_scan.usable(x)
+    h0 = torch.randn(2, 4, 16, device=DEVICE)
+    y_par, h_par = m(x, h0)
+    m.mode = "sequential"
+    y_seq, h_seq = m(x, h0)
+    torch.testing.assert_close(y_par, y_seq, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h_par, h_seq, rtol=1e-5, atol=1e-5)
