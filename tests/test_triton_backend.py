@@ -123,8 +123,10 @@ def test_select_without_triton(monkeypatch):
 
 def test_plan_heuristic():
     mk = heuristics.make_plan
-    large = mk(256, 1024, 4, 132, False)
-    assert large.mode == "gemm"
+    assert mk(256, 1024, 2, 132, False).mode == "gemm"  # bf16 / fp16: cuBLAS for the recurrent GEMM
+    assert mk(256, 1024, 4, 132, False, tf32=False).mode == "gemm"
+    big = mk(256, 1024, 4, 132, False, tf32=True)  # fp32 + TF32: Triton's tl.dot does the TF32
+    assert big.mode == "step" and not big.resident and big.n_h * big.n_b <= 132
     for B, H in ((64, 256), (64, 512), (16, 512), (4, 512), (1, 256), (1, 1024), (1, 128)):
         p = mk(B, H, 4, 132, False)
         assert p.mode == "persistent" and p.n_h * p.n_b <= 132, (B, H, p)
@@ -216,6 +218,26 @@ def test_single_step_body(reset_after, product):
     gi, h0, w, b, L = _problem(1, 3, 12, lengths=True)
     got, want = _run(gi, h0, w, b, L, reset_after, False, mode="step", block_b=2, block_h=8, **overrides)
     _assert_fp32(got, want)
+
+
+def test_through_functional_matches_torch_gru():
+    """End to end: fastgru.functional.gru_layer(backend='triton') with autograd vs torch.nn.GRU."""
+    from fastgru import functional
+
+    T, B, I, H = 4, 2, 5, 12
+    gru = torch.nn.GRU(I, H)
+    x = torch.randn(T, B, I, requires_grad=True)
+    h0 = torch.randn(B, H, requires_grad=True)
+    y_ref, _ = gru(x, h0[None])
+    g = torch.randn_like(y_ref)
+    want = torch.autograd.grad((y_ref * g).sum(), [x, h0, *gru.parameters()])
+    params = [p.detach().requires_grad_(True) for p in gru.parameters()]
+    y, h_n = functional.gru_layer(x, h0, *params, reset_after=True, backend="triton")
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h_n, y_ref[-1], rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad((y * g).sum(), [x, h0, *params])
+    for k, (a, b) in enumerate(zip(got, want)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, k=k: f"gradient {k}: {m}")
 
 
 def test_zero_steps():

@@ -24,8 +24,9 @@ Modes (`heuristics.py` chooses; FASTGRU_TRITON_MODE forces one):
   the gate gradients (dgi[t], dgh_n[t]); dh stays in registers.
 - step: the same @triton.jit step bodies, one launch per step (per phase), no barrier. Whole
   sequences run this way under TRITON_INTERPRET=1 on the CPU (tests/test_triton_backend.py).
-- gemm: B >= 128 and H >= 1024: cuBLAS does each step's recurrent GEMM on tensor cores and a fused
-  Triton kernel the gate arithmetic.
+- gemm: B >= 128 and H >= 1024 (half weights, or fp32 with TF32 off): cuBLAS does each step's recurrent
+  GEMM on tensor cores and a fused Triton kernel the gate arithmetic. fp32 with TF32 allowed uses the
+  step kernels there (their tl.dot honours cuDNN's TF32 switch; this library never sets global flags).
 
 CPU tensors are accepted only when Triton's interpreter is on (TRITON_INTERPRET=1 before this package
 is imported); then `is_available(torch.device('cpu'))` is True. FASTGRU_TRITON_POISON=1 fills outputs

@@ -9,8 +9,10 @@ Modes
   not exceed the SM count; under the interpreter (programs run one after another) only a 1-program grid.
 - ``step``: the same per-step body, one launch per step (per phase), no barrier. Always correct; the
   mode the interpreter runs whole sequences in, and the GPU fallback when the grid is too large.
-- ``gemm``: large batch (B >= 128 and H >= 1024): the recurrent product of every step is one cuBLAS GEMM
-  (tensor cores, TF32 following cuDNN's switch) and a fused Triton kernel does the gate arithmetic.
+- ``gemm``: large batch (B >= 128 and H >= 1024) with half weights, or fp32 with TF32 off: the
+  recurrent product of every step is one cuBLAS GEMM (tensor cores) and a fused Triton kernel does the
+  gate arithmetic. fp32 with TF32 allowed takes ``step`` there instead: cuBLAS follows torch's matmul
+  flag, not cuDNN's, and the library never flips global flags; the step kernel's tl.dot does TF32 itself.
 
 The thresholds below are first guesses made without a GPU (see DESIGN.md's probe numbers); they are the
 knobs a GPU session should tune. ``FASTGRU_TRITON_MODE=persistent|step|gemm`` forces a mode.
@@ -62,11 +64,13 @@ def make_plan(
     elem_bytes: int,
     n_sm: int | None,
     interpret: bool,
+    tf32: bool = False,
     **overrides,
 ) -> Plan:
     """Pick a plan for batch B, hidden size H, weight element size `elem_bytes`.
 
-    n_sm: streaming multiprocessors (None: unknown / interpreter). Any Plan field may be overridden
+    n_sm: streaming multiprocessors (None: unknown / interpreter). tf32: fp32 weights whose products
+    may use TF32 (decides the large-batch path). Any Plan field may be overridden
     (tests use that to run every code path at small sizes; the interpreter accepts tiles < 16 for
     tl.dot, a GPU does not); derived fields (n_b, n_h, ...) follow the overridden ones.
     """
@@ -110,7 +114,7 @@ def make_plan(
         fits = n_h * n_b == 1
     if mode is None:
         if B >= LARGE_B and H >= LARGE_H:
-            mode = "gemm"
+            mode = "step" if tf32 else "gemm"
         elif fits:
             mode = "persistent"
         else:

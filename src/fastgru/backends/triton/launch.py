@@ -44,14 +44,19 @@ def device_ok(device: torch.device) -> bool:
 def allow_tf32() -> bool:
     """Whether fp32 recurrent products may use TF32: the switch cuDNN's RNNs follow.
 
-    torch >= 2.9 has torch.backends.cudnn.rnn.fp32_precision ("tf32" / "ieee" / "none" = inherit);
-    older torch (and "none") use torch.backends.cudnn.allow_tf32 (on by default).
+    torch >= 2.9: torch.backends.cudnn.rnn.fp32_precision, then torch.backends.cudnn.fp32_precision
+    ("tf32" / "ieee"; "none" inherits); older torch: torch.backends.cudnn.allow_tf32 (on by default).
+    Only read, never set: torch refuses reads of the legacy flag once the new API was used.
     """
-    rnn = getattr(torch.backends.cudnn, "rnn", None)
-    precision = getattr(rnn, "fp32_precision", None)
-    if precision in ("tf32", "ieee"):
-        return precision == "tf32"
-    return bool(torch.backends.cudnn.allow_tf32)
+    cudnn = torch.backends.cudnn
+    for scope in (getattr(cudnn, "rnn", None), cudnn):
+        precision = getattr(scope, "fp32_precision", None) if scope is not None else None
+        if precision in ("tf32", "ieee"):
+            return precision == "tf32"
+    try:
+        return bool(cudnn.allow_tf32)
+    except RuntimeError:  # legacy and new TF32 APIs mixed by the user: torch's default
+        return True
 
 
 @functools.cache
@@ -65,7 +70,8 @@ def plan_for(B: int, H: int, w_dtype: torch.dtype, device: torch.device, **overr
     if device.type == "cuda" and not interpreting():
         n_sm = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
     elem = torch.empty((), dtype=w_dtype).element_size()
-    return make_plan(B, H, elem, n_sm, interpreting(), **overrides)
+    tf32 = w_dtype == torch.float32 and allow_tf32()
+    return make_plan(B, H, elem, n_sm, interpreting(), tf32=tf32, **overrides)
 
 
 @contextlib.contextmanager
@@ -75,20 +81,6 @@ def _on_device(device: torch.device):
             yield
     else:
         yield
-
-
-@contextlib.contextmanager
-def _cublas_tf32(enabled: bool, device: torch.device):
-    """fp32 cuBLAS GEMMs of the 'gemm' mode follow cuDNN's TF32 switch, like the Triton dots."""
-    if device.type != "cuda":
-        yield
-        return
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -218,6 +210,10 @@ def _forward_steps(ptrs, grid, common, T, B, H, reset_after, mm, dev, dummy) -> 
 def _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, dev, dummy) -> None:
     """Large batch: the recurrent product of each step by cuBLAS, the gate arithmetic by a Triton kernel.
 
+    cuBLAS follows torch's own matmul precision setting (torch.backends.cuda.matmul), which is why the
+    heuristic sends fp32 with TF32 allowed to the per-step Triton kernels instead (their tl.dot follows
+    cuDNN's switch without touching any global flag).
+
     The GEMM reads the previous state from buf (already in the input dtype; cast if the weights have
     another dtype) and returns its product in the weight dtype, as cuDNN's half GEMMs do.
     """
@@ -229,18 +225,17 @@ def _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, dev
         gh_n = _new(B, H, device=dev, dtype=w.dtype)
         rh = _new(B, H, device=dev, dtype=w.dtype)
         rz = _new(B, 2 * H, device=dev, dtype=f32)
-    with _cublas_tf32(allow_tf32(), dev):
-        for i in range(T):
-            _, s_in, _ = _slots(i, T, reverse)
-            src = buf[s_in] if buf.dtype == w.dtype else buf[s_in].to(w.dtype)
-            if reset_after:
-                torch.mm(src, wt, out=gh)
-                K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh, T, B, H, PHASE=0, MM=2, **common)
-            else:
-                torch.mm(src, wt[:, : 2 * H], out=gh)
-                K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh, T, B, H, PHASE=1, MM=2, **common)
-                torch.mm(rh, wt[:, 2 * H :], out=gh_n)
-                K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh_n, T, B, H, PHASE=2, MM=2, **common)
+    for i in range(T):
+        _, s_in, _ = _slots(i, T, reverse)
+        src = buf[s_in] if buf.dtype == w.dtype else buf[s_in].to(w.dtype)
+        if reset_after:
+            torch.mm(src, wt, out=gh)
+            K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh, T, B, H, PHASE=0, MM=2, **common)
+        else:
+            torch.mm(src, wt[:, : 2 * H], out=gh)
+            K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh, T, B, H, PHASE=1, MM=2, **common)
+            torch.mm(rh, wt[:, 2 * H :], out=gh_n)
+            K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh_n, T, B, H, PHASE=2, MM=2, **common)
 
 
 # --------------------------------------------------------------------------------------- backward
@@ -332,17 +327,16 @@ def _backward_steps(ptrs, grid, common, T, B, H, reset_after, mm, w, dev, dummy)
                                 HAS_DH=has_dh, HAS_G=has_g, MM=mm, STORE_REC=gemm and has_g, **common)
         cur = 1 - cur
 
-    with _cublas_tf32(allow_tf32(), dev):
-        for j in range(T):
-            i = T - 1 - j
-            launch(i + 1, i, 0, j > 0, True, prod)
-            if not reset_after:
-                if gemm:
-                    torch.mm(rec[:, 2 * H :], w[2 * H :], out=drh)
-                launch(i, i, 1, False, True, drh)
+    for j in range(T):
+        i = T - 1 - j
+        launch(i + 1, i, 0, j > 0, True, prod)
+        if not reset_after:
             if gemm:
-                if reset_after:
-                    torch.mm(rec, w, out=prod)
-                else:
-                    torch.mm(rec[:, : 2 * H], w[: 2 * H], out=prod)
-        launch(0, 0, 0, True, False, prod)
+                torch.mm(rec[:, 2 * H :], w[2 * H :], out=drh)
+            launch(i, i, 1, False, True, drh)
+        if gemm:
+            if reset_after:
+                torch.mm(rec, w, out=prod)
+            else:
+                torch.mm(rec[:, : 2 * H], w[: 2 * H], out=prod)
+    launch(0, 0, 0, True, False, prod)
