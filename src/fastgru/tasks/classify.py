@@ -84,8 +84,8 @@ def classify(
     num_layers: int = 1,
     bidirectional: bool = False,
     dropout: float = 0.0,
-    epochs: int = 60,
-    patience: int = 10,
+    epochs: int = 200,
+    patience: int = 30,
     batch_size: int = 32,
     lr: float = 3e-3,
     seed: int = 0,
@@ -212,7 +212,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="table / single .ts file: share of sequences held out for testing (stratified)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of training sequences for early stopping")
     p.add_argument("--bidirectional", action="store_true")
-    add_model_args(p, hidden=64, epochs=60, patience=10, lr=3e-3)
+    add_model_args(p, hidden=64, epochs=200, patience=30, lr=3e-3)
     p.set_defaults(func=run_from_args, task="classify")
     return p
 

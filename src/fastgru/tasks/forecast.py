@@ -12,8 +12,9 @@ in the test tail and compare with
 Metrics per target column in the series' own units: MAE, RMSE and MASE (Hyndman & Koehler 2006: MAE
 divided by the in-sample MAE of the one-step (seasonal) naive forecast on the training part).
 
-The network predicts each future value as a change from the last observed one (in standardised units);
-this keeps trending series (CO2) inside the range the network saw in training.
+The network reads each window relative to its last value and predicts each future value as a change from
+that last value (in standardised units), so a trending series (CO2) never shows it a level outside the
+range it was trained on; ``inputs="level"`` feeds the standardised values themselves instead.
 
 Outputs in `out_dir`: forecast.csv (the test tail forecast segment by segment, and the forecast past the
 end of the data), forecast.png (history, truth, forecast), metrics.json, history.json, model/ (weights,
@@ -70,34 +71,49 @@ def _metrics(pred: np.ndarray, truth: np.ndarray, scale: np.ndarray) -> dict[str
     return {"mae": mae, "rmse": rmse, "mase": mae / scale}
 
 
+INPUT_MODES = ("relative", "level")
+
+
+def model_inputs(scaled: np.ndarray, starts: np.ndarray, window: int, inputs: str) -> np.ndarray:
+    """The network's input windows (N, window, F): standardised values, minus each window's last value
+    when `inputs` is "relative" (so a level never seen in training, as in a trending series, looks
+    familiar), as they are when "level"."""
+    idx = np.asarray(starts)[:, None] + np.arange(-window, 0)[None, :]
+    x = scaled[idx]
+    if inputs == "relative":
+        x = x - x[:, -1:, :]
+    return x.astype(np.float32)
+
+
 class Forecaster:
     """A trained forecaster: model + scaler + window settings; `predict(values, t)` forecasts from origin t."""
 
-    def __init__(self, model: torch.nn.Module, scaler: Scaler, window: int, horizon: int, target_cols: list[int]):
+    def __init__(self, model: torch.nn.Module, scaler: Scaler, window: int, horizon: int, target_cols: list[int],
+                 inputs: str = "relative"):
         self.model, self.scaler, self.window, self.horizon = model, scaler, window, horizon
-        self.target_cols = target_cols
+        self.target_cols, self.inputs = target_cols, inputs
 
     def predict(self, values: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Forecasts (N, horizon, K) in the series' units for origins `starts` (inputs values[t-window:t])."""
-        scaled = self.scaler.transform(values).astype(np.float32)
+        scaled = self.scaler.transform(values)
         out = []
         for chunk in np.array_split(np.asarray(starts), max(1, math.ceil(len(starts) / 512))):
             if len(chunk) == 0:
                 continue
-            idx = chunk[:, None] + np.arange(-self.window, 0)[None, :]
-            x = torch.from_numpy(scaled[idx])
-            delta = self.model.predict(x).view(len(chunk), self.horizon, len(self.target_cols)).numpy()
+            x = torch.from_numpy(model_inputs(scaled, chunk, self.window, self.inputs))
+            delta = self.model.predict(x).view(len(chunk), self.horizon, len(self.target_cols)).double().numpy()
             last = scaled[chunk - 1][:, self.target_cols]
             out.append(self.scaler.inverse(last[:, None, :] + delta, self.target_cols))
         return np.concatenate(out) if out else np.zeros((0, self.horizon, len(self.target_cols)))
 
 
 def _training_windows(scaled: np.ndarray, starts: np.ndarray, window: int, horizon: int,
-                      target_cols: list[int]) -> SequenceData:
-    x, y = make_windows(scaled, starts, window, horizon, target_cols)
+                      target_cols: list[int], inputs: str = "relative") -> SequenceData:
+    """(inputs, targets) of the network: targets are the future values minus the last observed one."""
+    _, y = make_windows(scaled, starts, window, horizon, target_cols)
     last = scaled[starts - 1][:, target_cols]
     delta = y - last[:, None, :]
-    return SequenceData(torch.from_numpy(x.astype(np.float32)),
+    return SequenceData(torch.from_numpy(model_inputs(scaled, starts, window, inputs)),
                         torch.from_numpy(delta.reshape(len(starts), -1).astype(np.float32)))
 
 
@@ -111,6 +127,7 @@ def forecast(
     season: int | None = None,
     window: int = 48,
     horizon: int = 12,
+    inputs: str = "relative",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     cell: str = "gru",
@@ -148,6 +165,8 @@ def forecast(
     target_cols = [cols.index(t) for t in targets]
     if window < 1 or horizon < 1:
         raise DataFileError(f"window and horizon must be >= 1, got {window} and {horizon}")
+    if inputs not in INPUT_MODES:
+        raise DataFileError(f"inputs must be one of {INPUT_MODES}, got {inputs!r}")
     n = len(s)
     check_enough_rows(n, window, horizon, 3, s.source)
     split = time_split(n, val_fraction, test_fraction)
@@ -170,8 +189,8 @@ def forecast(
     # -- model and training ---------------------------------------------------------------------------------
     scaler = Scaler.fit(values[: split.train_end])
     scaled = scaler.transform(values)
-    train = _training_windows(scaled, train_o, window, horizon, target_cols)
-    val = _training_windows(scaled, val_o, window, horizon, target_cols)
+    train = _training_windows(scaled, train_o, window, horizon, target_cols, inputs)
+    val = _training_windows(scaled, val_o, window, horizon, target_cols, inputs)
     seed_everything(seed)
     model = build_model(cell=cell, input_size=len(cols), hidden_size=hidden_size, num_layers=num_layers,
                         dropout=dropout, output_size=horizon * len(targets), head="regression")
@@ -179,7 +198,7 @@ def forecast(
                       out_dir=str(out), progress=progress)
     trainer = Trainer(model, cfg)
     history = trainer.fit(train, val, resume=resume)
-    fc = Forecaster(model, scaler, window, horizon, target_cols)
+    fc = Forecaster(model, scaler, window, horizon, target_cols, inputs)
 
     # -- evaluation on the held-out tail --------------------------------------------------------------------
     y = values[:, target_cols]
@@ -204,7 +223,7 @@ def forecast(
     save_model(model, out / "model")
     atomic.write_json(out / "model" / "forecaster.json", {
         "window": window, "horizon": horizon, "columns": cols, "targets": targets, "scaler": scaler.to_dict(),
-        "predicts": "change from the last observed value, in standardised units"})
+        "inputs": inputs, "predicts": "change from the last observed value, in standardised units"})
     naive_mae = scores["naive"]["mae"]
     result = {
         "task": "forecast",
@@ -217,6 +236,7 @@ def forecast(
         "split": {"train": split.train_end, "val": split.val_end - split.train_end, "test": split.test_size},
         "window": window,
         "horizon": horizon,
+        "inputs": inputs,
         "season": s.season,
         "test_origins": int(len(test_o)),
         "metrics": {name: {k: v.tolist() for k, v in sc.items()} for name, sc in scores.items()},
@@ -320,6 +340,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--season", type=int, help="seasonal period in steps, for the seasonal-naive baseline")
     p.add_argument("--window", type=int, default=48, help="past steps the model reads (default 48)")
     p.add_argument("--horizon", type=int, default=12, help="future steps to forecast (default 12)")
+    p.add_argument("--inputs", choices=INPUT_MODES, default="relative",
+                   help="relative (default): each window minus its last value; level: the standardised values")
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--test-fraction", type=float, default=0.15, help="held-out tail (default 0.15)")
     add_model_args(p, hidden=64, epochs=150, patience=20, lr=3e-3)
@@ -351,8 +373,9 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """`fastgru forecast`: run, print the table, say where the outputs are."""
     result = forecast(
         args.data, _list(args.columns), targets=_list(args.targets), time_column=args.time_column, nan=args.nan,
-        season=args.season, window=args.window, horizon=args.horizon, val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction, cell=args.cell, hidden_size=args.hidden_size, num_layers=args.num_layers,
+        season=args.season, window=args.window, horizon=args.horizon, inputs=args.inputs,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, cell=args.cell,
+        hidden_size=args.hidden_size, num_layers=args.num_layers,
         dropout=args.dropout, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, out_dir=args.out, overwrite=args.force, resume=args.resume, progress=args.progress,
     )
