@@ -6,6 +6,11 @@ import random
 import pytest
 import torch
 
+# Without a GPU, Triton kernels run in its interpreter; this must be set before anything imports triton
+# (its library functions are built for the interpreter at import).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 @pytest.fixture(autouse=True)
 def fresh_seed():
