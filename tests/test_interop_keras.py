@@ -65,6 +65,7 @@ def test_from_live_model_matches_keras(keras, layers, bidirectional, reset_after
     ours = from_keras(model)
     assert (ours.num_layers, ours.bidirectional, ours.reset_after, ours.batch_first) == (
         layers, bidirectional, reset_after, True)
+    assert ours.cell.plain  # a default Keras GRU is fastgru's plain GRU (its fast path)
     x = inputs()
     with torch.no_grad():
         assert max_err(ours(x)[0], knp(keras, model(x.numpy()))) < TOL
@@ -253,6 +254,14 @@ def test_bad_files_give_clear_errors(keras, tmp_path):
     (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
     with pytest.raises(InteropError):
         from_keras_file(tmp_path / "cut.keras")
+
+
+def test_frozen_keras_layers_give_frozen_parameters(keras):
+    model = stack(keras, layers=2)
+    model.layers[0].trainable = False
+    ours = from_keras(model)
+    frozen = {n for n, p in ours.named_parameters() if not p.requires_grad}
+    assert frozen == {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"}
 
 
 def test_no_warnings_on_the_plain_path(keras):

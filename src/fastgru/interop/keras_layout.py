@@ -325,7 +325,9 @@ def stack_spec(plans: Sequence[KerasLayerPlan], input_size: int, *, batch_first:
         "reset_after": first.reset_after,
         "gate_activation": first.gate_activation,
         "candidate_activation": first.candidate_activation,
-        "hard_sigmoid": KERAS_HARD_SIGMOID,
+        # only when used: a spec that differs from the plain GRU would take fastgru's general (slower) path
+        "hard_sigmoid": KERAS_HARD_SIGMOID if "hard_sigmoid" in (first.gate_activation, first.candidate_activation)
+        else (0.2, 0.5),
     }
     if first.class_name == "GRUCell":
         return GRUSpec(input_size, first.units, cell=True, **options)

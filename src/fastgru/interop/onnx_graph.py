@@ -176,6 +176,8 @@ def to_onnx_model(
     graph = helper.make_graph(nodes, model_name, inputs, outputs, initializer=inits)
     model = helper.make_model(graph, producer_name="fastgru", opset_imports=[helper.make_opsetid("", opset)])
     model.doc_string = f"fastgru {type(module).__name__}: {spec}"
+    # the graph transposes batch-first inputs itself (layout stays 0); record it so from_onnx restores it
+    helper.set_model_props(model, {"fastgru.batch_first": str(int(spec.batch_first))})
     onnx.checker.check_model(model)
     return model
 
@@ -343,8 +345,8 @@ def from_onnx(model_or_path, *, node: str | int | None = None, batch_first: bool
     GRU node, or a chain of them (each X computed from the previous Y by shape ops only, as
     `fastgru.export.onnx` writes) that becomes one multi-layer GRU. Activations fastgru has (gate:
     Sigmoid, HardSigmoid; candidate: Tanh, Relu, Softsign, Sigmoid, HardSigmoid) map across; the
-    'reverse' direction, clip and other activations are refused. batch_first defaults to the node's
-    layout attribute.
+    'reverse' direction, clip and other activations are refused. batch_first defaults to what
+    `fastgru.export.onnx` recorded in the model's metadata, else to the node's layout attribute.
     """
     model = _load(model_or_path)
     graph = model.graph
@@ -380,6 +382,9 @@ def from_onnx(model_or_path, *, node: str | int | None = None, batch_first: bool
                     f"ONNX GRU nodes {first['name']!r} and {info['name']!r} differ in {key}; import them one by "
                     "one with node="
                 )
+    if batch_first is None:
+        props = {p.key: p.value for p in model.metadata_props}
+        batch_first = props.get("fastgru.batch_first", str(first["layout"])) == "1"
     spec = GRUSpec(
         input_size=int(first["input_size"]),
         hidden_size=int(first["hidden_size"]),
@@ -387,7 +392,7 @@ def from_onnx(model_or_path, *, node: str | int | None = None, batch_first: bool
         bias=first["bias"],
         bidirectional=first["bidirectional"],
         reset_after=first["reset_after"],
-        batch_first=bool(first["layout"]) if batch_first is None else batch_first,
+        batch_first=batch_first,
         gate_activation=first["gate_activation"],
         candidate_activation=first["candidate_activation"],
         hard_sigmoid=first["hard_sigmoid"],
