@@ -28,8 +28,9 @@ Modes (`heuristics.py` chooses; FASTGRU_TRITON_MODE forces one):
   GEMM on tensor cores and a fused Triton kernel the gate arithmetic. fp32 with TF32 allowed uses the
   step kernels there (their tl.dot honours cuDNN's TF32 switch; this library never sets global flags).
 
-CPU tensors are accepted only when Triton's interpreter is on (TRITON_INTERPRET=1 before this package
-is imported); then `is_available(torch.device('cpu'))` is True. FASTGRU_TRITON_POISON=1 fills outputs
+The contract functions accept CPU tensors only when Triton's interpreter is on (TRITON_INTERPRET=1
+before this package is imported); `is_available` stays False for CPU devices regardless, so
+backend='auto' / 'triton' never route CPU tensors here. FASTGRU_TRITON_POISON=1 fills outputs
 and scratch with NaN before the kernels run (validation). Speed has not been measured yet.
 """
 
@@ -49,10 +50,12 @@ __all__ = [
 
 
 def is_available(device: torch.device | str | None = None) -> bool:
-    """True if the kernels can run on `device` (None: on the default CUDA device)."""
+    """True if `fastgru.backends.select` may hand `device`'s tensors to this backend: a CUDA device
+    with kernels compiled for it (None: the default CUDA device). Never for CPU tensors, even under
+    the interpreter: that is a test harness, reached by calling the contract functions directly."""
     dev = torch.device("cuda") if device is None else torch.device(device)
     try:
-        return device_ok(dev)
+        return dev.type == "cuda" and device_ok(dev)
     except Exception:  # a broken CUDA install should mean "not available", never a crash in select()
         return False
 

@@ -24,7 +24,9 @@ import os
 from dataclasses import dataclass, replace
 
 MODES = ("persistent", "step", "gemm")
-RESIDENT_BYTES = 64 * 1024  # W_hh slice (3 gates) kept in registers up to this size per program
+RESIDENT_BYTES = 64 * 1024  # W_hh slice (3 gates) kept in registers up to this size per program ...
+REGISTER_BYTES = 112 * 1024  # ... and up to this together with the fp32 state tile it multiplies
+BROADCAST_ELEMS = 4096  # largest BLOCK_B x BLOCK_K x BLOCK_H product per gate of the non-dot path
 SINGLE_PROGRAM_MAX_H = 128  # small H: one program per batch block, no grid barrier at all
 LARGE_B, LARGE_H = 128, 1024  # "gemm" path from here on
 
@@ -97,8 +99,14 @@ def make_plan(
     n_h = cdiv(H, block_h)
     resident = overrides.pop("resident", None)
     if resident is None:
-        resident = 3 * block_h * h_pad * elem_bytes <= RESIDENT_BYTES
-    block_k = overrides.pop("block_k", None) or min(h_pad, 64 if use_dot else 128)
+        w_bytes = 3 * block_h * h_pad * elem_bytes
+        x_bytes = 4 * block_b * h_pad
+        resident = w_bytes <= RESIDENT_BYTES and w_bytes + x_bytes <= REGISTER_BYTES
+        if not use_dot:  # the broadcast product materialises block_b x h_pad x block_h values
+            resident = resident and block_b * h_pad * block_h <= 2 * BROADCAST_ELEMS
+    block_k = overrides.pop("block_k", None)
+    if block_k is None:
+        block_k = min(h_pad, 64) if use_dot else min(h_pad, max(1, BROADCAST_ELEMS // (block_b * block_h)))
     if use_dot and not interpret and min(block_b, block_h, block_k, h_pad) < 16:
         raise ValueError(
             f"tl.dot needs tiles >= 16 on a GPU, got block_b={block_b}, block_h={block_h}, "

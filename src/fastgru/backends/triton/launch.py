@@ -36,6 +36,7 @@ def interpreting() -> bool:
 
 
 def device_ok(device: torch.device) -> bool:
+    """Whether the kernels can be launched on tensors of `device`: CUDA, or CPU under the interpreter."""
     if device.type == "cuda":
         return torch.cuda.is_available() and not interpreting()
     return device.type == "cpu" and interpreting()
