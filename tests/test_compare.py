@@ -81,7 +81,7 @@ def test_trainer_loss_is_the_per_step_nll_and_padding_does_not_change_it():
 def test_compare_jsb_end_to_end(tmp_path):
     """The Chung et al. setting on four chorales for one epoch: every output exists, parses and is finite."""
     data = compare.jsb_data(limit=4)
-    results = compare.run_compare(data, tmp_path, seeds=(0, 1), epochs=1)
+    results = compare.run_compare(data, tmp_path, seeds=(0, 1), epochs=1, timing_rounds=2)
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert summary["cell"].tolist() == ["gru", "lstm", "rnn"]
     # parameter counts against torch's own modules: recurrent core + Linear head, 88 notes in and out
@@ -103,8 +103,13 @@ def test_compare_jsb_end_to_end(tmp_path):
         assert (tmp_path / f"{run['cell']}-seed{run['seed']}" / "history.json").is_file()
     with Image.open(tmp_path / "curves.png") as im:
         assert im.format == "PNG"
+    for cell, seconds in saved["interleaved_epoch_seconds"].items():  # two epochs each, taking turns
+        assert len(seconds) == 2 and all(s > 0 for s in seconds)
+        row = summary[summary.cell == cell].iloc[0]
+        assert row["interleaved_seconds_median"] == pytest.approx(sorted(seconds)[0] / 2 + sorted(seconds)[1] / 2)
     table = (tmp_path / "table.md").read_text()
     assert table.count("\n") == 5 and "| GRU (fastgru) | 46 | 22,904 |" in table
+    assert "cells taking turns" in table.splitlines()[0]
 
 
 def test_compare_on_text_with_a_budget_and_cli(tmp_path, capsys):
@@ -116,7 +121,7 @@ def test_compare_on_text_with_a_budget_and_cli(tmp_path, capsys):
     md.write_text("# Results\n\nkept text\n")
     argv = ["compare", "--data", "text", "--text-file", str(text), "--seq-len", "30", "--budget", "3000",
             "--cells", "gru,lstm", "--seeds", "3", "--epochs", "1", "--out", str(tmp_path / "out"),
-            "--results-md", str(md)]
+            "--results-md", str(md), "--timing-rounds", "0"]
     results = cli.run(argv)
     rows = results["summary"]
     assert [r["cell"] for r in rows] == ["gru", "lstm"]
@@ -138,6 +143,8 @@ def test_compare_bad_input_messages(tmp_path):
         compare.run_compare(data, tmp_path, cells=("gruu",), epochs=1)
     with pytest.raises(ValueError, match="seeds: give at least one"):
         compare.run_compare(data, tmp_path, seeds=(), epochs=1)
+    with pytest.raises(ValueError, match="timing_rounds must be >= 0"):
+        compare.run_compare(data, tmp_path, timing_rounds=-1, epochs=1)
     with pytest.raises(ValueError, match="threads must be a positive number"):
         compare.run_compare(data, tmp_path, threads=0, epochs=1)
     with pytest.raises(ValueError, match="text too short for seq_len=100: the training part has"):

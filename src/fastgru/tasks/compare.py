@@ -32,7 +32,7 @@ from ..data import char_text, jsb_chorales
 from ..models import build_model, hidden_size_for_budget
 from ..train import SequenceData, TrainConfig, Trainer
 from ..viz.heatmap import save_figure
-from ._common import check_outputs, write_csv
+from ._common import check_outputs, format_table, write_csv
 
 CELL_NAMES = {"gru": "GRU (fastgru)", "lstm": "LSTM (torch)", "rnn": "tanh RNN (torch)", "torch_gru": "GRU (torch)"}
 # Chung et al. 2014, Table 2 (test NLL per step) and their model sizes, for JSB Chorales.
@@ -157,6 +157,36 @@ def _warm_up(model: torch.nn.Module, data: SequenceData) -> None:
     model.zero_grad(set_to_none=True)
 
 
+def interleaved_epoch_seconds(
+    data: CompareData,
+    sizes: dict[str, int],
+    *,
+    rounds: int,
+    padded: bool = False,
+    threads: int | None = None,
+    **train: Any,
+) -> dict[str, list[float]]:
+    """Seconds of one training epoch per cell, the cells taking turns epoch by epoch for `rounds` rounds.
+
+    On a shared machine the speed drifts over minutes; runs made one after the other see different
+    conditions, cells taking turns see the same. `train`: TrainConfig fields (batch_size, optimizer, ...).
+    """
+    models = {}
+    for cell in sizes:
+        torch.manual_seed(0)
+        model = build_model(cell=cell, hidden_size=sizes[cell], **data.model)
+        models[cell] = IgnoreLengths(model) if padded else model
+        _warm_up(models[cell], data.train)
+    seconds: dict[str, list[float]] = {cell: [] for cell in sizes}
+    for _ in range(rounds):
+        for cell, model in models.items():
+            if threads is not None:
+                torch.set_num_threads(threads)
+            config = TrainConfig(epochs=1, device="cpu", checkpoint_every=0, progress=False, **train)
+            seconds[cell].append(Trainer(model, config).fit(data.train)["epochs"][0]["train_seconds"])
+    return seconds
+
+
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     return mean, statistics.stdev(values) if len(values) > 1 else 0.0
@@ -178,6 +208,7 @@ def run_compare(
     clip_norm: float = 1.0,
     padded: bool = False,
     threads: int | None = None,
+    timing_rounds: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train every cell with every seed on `data`; write the outputs to `out_dir`; return results.json's dict.
@@ -186,6 +217,8 @@ def run_compare(
     without improvement) and is scored on the test set with them. Times per epoch are each run's median
     (robust to a busy machine), after a warm-up pass. padded=True: see :class:`IgnoreLengths`.
     threads: torch's CPU thread count, set before every run so all cells get the same (None: leave it).
+    timing_rounds: after the runs, also time this many training epochs per cell with the cells taking
+    turns (:func:`interleaved_epoch_seconds`), the fair speed comparison on a busy machine.
     """
     if not cells:
         raise ValueError("cells: give at least one of gru, lstm, rnn, torch_gru")
@@ -196,6 +229,8 @@ def run_compare(
         raise ValueError("seeds: give at least one seed")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be a positive number of CPU threads, got {threads}")
+    if timing_rounds < 0:
+        raise ValueError(f"timing_rounds must be >= 0, got {timing_rounds}")
     out_dir = Path(out_dir)
     sizes = hidden_sizes or hidden_sizes_for(data, cells, budget)
     runs = []
@@ -235,16 +270,23 @@ def run_compare(
             })
             if not math.isfinite(runs[-1]["test"]):
                 raise RuntimeError(f"{cell} seed {seed}: the test metric is not finite ({runs[-1]['test']})")
-    summary = summarize(runs, data)
+    interleaved = {}
+    if timing_rounds:
+        interleaved = interleaved_epoch_seconds(
+            data, {c: sizes[c] for c in cells}, rounds=timing_rounds, padded=padded, threads=threads,
+            batch_size=batch_size, optimizer=optimizer, lr=lr, clip_norm=clip_norm,
+        )
+    summary = summarize(runs, data, interleaved)
     results = {
         "data": data.name,
         "metric": data.metric_label,
         "settings": {"cells": list(cells), "seeds": list(seeds), "hidden_sizes": sizes, "epochs": epochs,
                      "patience": patience, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
-                     "clip_norm": clip_norm, "padded": padded,
+                     "clip_norm": clip_norm, "padded": padded, "timing_rounds": timing_rounds,
                      "torch_threads": threads if threads is not None else torch.get_num_threads()},
         "summary": summary,
         "runs": runs,
+        "interleaved_epoch_seconds": interleaved,
     }
     atomic.write_json(out_dir / "results.json", results)
     write_csv(pd.DataFrame(summary), out_dir / "summary.csv")
@@ -253,8 +295,11 @@ def run_compare(
     return results
 
 
-def summarize(runs: list[dict[str, Any]], data: CompareData) -> list[dict[str, Any]]:
-    """One row per cell: sizes, time per epoch, best validation and test metric as mean and sd over seeds."""
+def summarize(
+    runs: list[dict[str, Any]], data: CompareData, interleaved: dict[str, list[float]] | None = None
+) -> list[dict[str, Any]]:
+    """One row per cell: sizes, time per epoch, best validation and test metric as mean and sd over seeds;
+    with `interleaved` timings, their median per cell too."""
     rows = []
     for cell in dict.fromkeys(r["cell"] for r in runs):
         mine = [r for r in runs if r["cell"] == cell]
@@ -266,26 +311,30 @@ def summarize(runs: list[dict[str, Any]], data: CompareData) -> list[dict[str, A
         chosen = min(mine, key=lambda r: r["best_valid"])  # model selection on validation, as Chung et al. did
         row["selected_seed"], row["selected_test"] = chosen["seed"], chosen["test"]
         row["paper_test"] = data.paper.get(cell)
+        row["interleaved_seconds_median"] = statistics.median(interleaved[cell]) if interleaved else None
         rows.append(row)
     return rows
 
 
 def markdown_table(summary: list[dict[str, Any]], data: CompareData) -> str:
     """The comparison as a Markdown table (mean +- sd over seeds)."""
+    timed = any(r.get("interleaved_seconds_median") is not None for r in summary)
     paper = any(r["paper_test"] is not None for r in summary)
-    head = (f"| model | units | parameters | train s/epoch | epochs run | best valid {data.metric_label} "
-            f"| test {data.metric_label} | test of the best-validation seed |" + (" paper's test |" if paper else ""))
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    metric = data.metric_label
+    headers = ["model", "units", "parameters", "train s/epoch"]
+    headers += ["train s/epoch, cells taking turns"] if timed else []
+    headers += ["epochs run", f"best valid {metric}", f"test {metric}", "test of the best-validation seed"]
+    headers += ["paper's test"] if paper else []
+    rows = []
     for r in summary:
-        line = (f"| {r['model']} | {r['hidden_size']} | {r['parameters']:,} "
-                f"| {r['train_seconds_per_epoch_mean']:.3f} +- {r['train_seconds_per_epoch_sd']:.3f} "
-                f"| {r['epochs_mean']:.0f} | {r['best_valid_mean']:.3f} +- {r['best_valid_sd']:.3f} "
-                f"| {r['test_mean']:.3f} +- {r['test_sd']:.3f} "
-                f"| {r['selected_test']:.3f} (seed {r['selected_seed']}) |")
-        if paper:
-            line += f" {r['paper_test']:.2f} |" if r["paper_test"] is not None else " |"
-        lines.append(line)
-    return "\n".join(lines)
+        row = [r["model"], r["hidden_size"], f"{r['parameters']:,}",
+               f"{r['train_seconds_per_epoch_mean']:.3f} +- {r['train_seconds_per_epoch_sd']:.3f}"]
+        row += [f"{r['interleaved_seconds_median']:.3f}"] if timed else []
+        row += [f"{r['epochs_mean']:.0f}", f"{r['best_valid_mean']:.3f} +- {r['best_valid_sd']:.3f}",
+                f"{r['test_mean']:.3f} +- {r['test_sd']:.3f}", f"{r['selected_test']:.3f} (seed {r['selected_seed']})"]
+        row += [f"{r['paper_test']:.2f}" if r["paper_test"] is not None else ""] if paper else []
+        rows.append(row)
+    return format_table(rows, headers, markdown=True)
 
 
 def plot_curves(runs: list[dict[str, Any]], data: CompareData, path: str | Path) -> Path:
@@ -342,6 +391,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--section", default=None, help="section name in --results-md (default compare / compare-text)")
     p.add_argument("--padded", action="store_true",
                    help="JSB: run every cell on the padded batch without lengths (identical work, for timing)")
+    p.add_argument("--timing-rounds", type=int, default=10,
+                   help="then time this many epochs per cell with the cells taking turns (0: skip)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads for every run (default: unchanged)")
     p.set_defaults(func=run_from_args)
     return p
@@ -370,7 +421,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     results = run_compare(
         data, args.out, cells=cells, seeds=seeds, budget=args.budget, epochs=args.epochs, patience=args.patience,
         optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, padded=args.padded,
-        threads=args.threads, progress=bool(getattr(args, "progress", False)),
+        threads=args.threads, timing_rounds=args.timing_rounds, progress=bool(getattr(args, "progress", False)),
     )
     table = markdown_table(results["summary"], data)
     print(f"{data.name}: {len(seeds)} seed(s), {args.optimizer} lr {args.lr}, batch {args.batch_size}, "
@@ -385,7 +436,10 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         command = "fastgru " + " ".join(sys.argv[1:])
         threads = results["settings"]["torch_threads"]
         body = (f"Command: `{command}`\n\n{data.name}; seeds {args.seeds}, mean +- sd over seeds; {threads} torch "
-                f"thread(s); train s/epoch: median training-pass seconds per epoch (evaluation not included).\n\n"
+                "thread(s); train s/epoch: median training-pass seconds per epoch of each run (evaluation not "
+                f"included), mean +- sd over seeds; cells taking turns: median of {args.timing_rounds} training "
+                "epochs per cell timed round-robin after the runs (the fair speed comparison on a shared machine)."
+                "\n\n"
                 f"{table}")
         padded = ", padded batches (the same work for every cell)" if args.padded else ""
         heading = f"### compare: {data.name}{padded}"
