@@ -3,8 +3,8 @@
 1. forecast: 12-year forecasts of the yearly sunspot number (1700-2008) with a GRU, scored on the
    held-out last 46 years against the naive and seasonal-naive forecasts (table + plot);
 2. compare (when the compare task is installed): GRU vs LSTM vs tanh RNN with Chung et al. 2014's
-   model sizes on JSB Chorales, one seed and 60 epochs (about a minute; the full reproduction with
-   several seeds and early stopping is `fastgru compare`), table + learning curves.
+   model sizes on JSB Chorales, one seed, at most 150 epochs with early stopping (a minute or two; the
+   full reproduction with several seeds is `fastgru compare`), table + learning curves.
 
 Everything goes under --out (default ./fastgru-out/demo): forecast/ and compare/.
 """
@@ -25,7 +25,7 @@ COMPARE_OUTPUTS = ("results.json", "summary.csv", "table.md", "curves.png")
 
 
 def demo(out_dir: str | Path | None = None, *, overwrite: bool = False, progress: bool = False,
-         compare_chorales: int | None = None, compare_epochs: int = 60, seed: int = 0) -> dict[str, Any]:
+         compare_chorales: int | None = None, compare_epochs: int = 150, seed: int = 0) -> dict[str, Any]:
     """Run the forecast demo and (when available) a short compare; print tables; return both results."""
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else default_out("demo")
@@ -44,11 +44,11 @@ def demo(out_dir: str | Path | None = None, *, overwrite: bool = False, progress
         print("\n(the compare task is not installed here: skipped)")
     else:
         part = "all chorales" if compare_chorales is None else f"{compare_chorales} chorales per split"
-        print(f"\nfastgru demo 2/2: GRU vs LSTM vs tanh RNN on JSB Chorales ({part}, one seed, {compare_epochs} "
-              "epochs; the paper's setting with several seeds is `fastgru compare`)")
+        print(f"\nfastgru demo 2/2: GRU vs LSTM vs tanh RNN on JSB Chorales ({part}, one seed, at most "
+              f"{compare_epochs} epochs; the paper's setting with several seeds is `fastgru compare`)")
         data = compare.jsb_data(limit=compare_chorales)
         res = compare.run_compare(data, out / "compare", seeds=(seed,), epochs=compare_epochs,
-                                  patience=compare_epochs, progress=progress)
+                                  patience=15, progress=progress)
         results["compare"] = res
         print()
         print(compare.markdown_table(res["summary"], data))
@@ -70,7 +70,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chorales", type=int, default=None, help="JSB chorales per split in the compare (default: all)")
-    p.add_argument("--compare-epochs", type=int, default=60, help="epochs of the compare (default 60)")
+    p.add_argument("--compare-epochs", type=int, default=150, help="most epochs of the compare (default 150)")
     p.set_defaults(func=run_from_args, task="demo")
     return p
 
