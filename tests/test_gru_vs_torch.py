@@ -6,6 +6,8 @@ from conftest import CORE_BACKENDS
 from helpers import grads, rel_err, twin_grus
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+import fastgru
+
 TOL = 1e-5
 
 CONFIGS = [
@@ -162,3 +164,23 @@ def test_default_init_matches_torch_distribution_and_keras_init():
     assert torch.all(mk.bias_ih_l0 == 0) and torch.all(mk.bias_hh_l0 == 0)
     limit = (6 / (16 + 96)) ** 0.5
     assert mk.weight_ih_l0.abs().max() <= limit
+
+
+@pytest.mark.parametrize("backend", CORE_BACKENDS)
+def test_saturated_gates_stay_finite_and_exact(backend):
+    """Huge pre-activations (exp overflow inside sigmoid) must saturate like torch, not give NaN."""
+    t, f = twin_grus(3, 5, backend=backend, num_layers=2)
+    x = torch.randn(6, 2, 3) * 1000
+    with torch.no_grad():
+        yt, ht = t(x)
+        yf, hf = f(x)
+    assert torch.isfinite(yf).all()
+    assert rel_err(yf, yt) < TOL and rel_err(hf, ht) < TOL
+    relu = fastgru.nn.GRU(3, 5, candidate_activation="relu", backend=backend)
+    with torch.no_grad():
+        for p in relu.parameters():
+            p.normal_()
+        ref = fastgru.nn.GRU(3, 5, candidate_activation="relu", backend="torch")
+        ref.load_state_dict(relu.state_dict())
+        x = torch.randn(7, 2, 3) * 100
+        assert rel_err(relu(x)[0], ref(x)[0]) < TOL

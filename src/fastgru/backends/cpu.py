@@ -56,7 +56,7 @@ def load() -> ModuleType | None:
                 name="fastgru_cpu",
                 sources=[str(_SOURCE)],
                 build_directory=str(_build_dir()),
-                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
+                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
                 verbose=bool(os.environ.get("FASTGRU_BUILD_VERBOSE")),
             )
