@@ -5,9 +5,13 @@ BPTT and fused kernels; `fastgru.functional` holds the functional form; `fastgru
 float64 oracle.
 """
 
-from . import functional, nn, reference
+from . import checkpoint, export, functional, interop, nn, reference
+from .checkpoint import load, save
 from .errors import GRUInputError
-from .nn import GRU, GRUCell
+from .nn import GRU, GRUCell, LayerNormGRU, MinGRU, Stream
 
 __version__ = "0.1.0"
-__all__ = ["GRU", "GRUCell", "GRUInputError", "functional", "nn", "reference", "__version__"]
+__all__ = [
+    "GRU", "GRUCell", "GRUInputError", "LayerNormGRU", "MinGRU", "Stream", "checkpoint", "export", "functional",
+    "interop", "load", "nn", "reference", "save", "__version__",
+]

@@ -154,11 +154,7 @@ def _constructor_params(cls: type) -> list[inspect.Parameter]:
 
 
 def _argument(model: nn.Module, name: str):
-    """The value `model` was built with for constructor argument `name` (the cell options live in model.cell)."""
-    if name in ("gate_activation", "candidate_activation") and hasattr(model, "cell"):
-        return getattr(model.cell, name)
-    if name == "hard_sigmoid" and hasattr(model, "cell"):
-        return [model.cell.hard_sigmoid_alpha, model.cell.hard_sigmoid_beta]
+    """The value `model` was built with for constructor argument `name`."""
     if not hasattr(model, name):
         raise TypeError(f"cannot save {type(model).__name__}: constructor argument {name!r} is not kept on the module")
     value = getattr(model, name)

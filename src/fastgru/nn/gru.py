@@ -116,6 +116,18 @@ class GRU(nn.Module):
                     self._flat_weights_names.append(name)
         self.reset_parameters()
 
+    @property
+    def gate_activation(self) -> str:
+        return self.cell.gate_activation
+
+    @property
+    def candidate_activation(self) -> str:
+        return self.cell.candidate_activation
+
+    @property
+    def hard_sigmoid(self) -> tuple[float, float]:
+        return (self.cell.hard_sigmoid_alpha, self.cell.hard_sigmoid_beta)
+
     def _groups(self) -> list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]:
         per = 4 if self.bias else 2
         names = self._flat_weights_names
