@@ -184,3 +184,12 @@ def test_saturated_gates_stay_finite_and_exact(backend):
         ref.load_state_dict(relu.state_dict())
         x = torch.randn(7, 2, 3) * 100
         assert rel_err(relu(x)[0], ref(x)[0]) < TOL
+
+
+def test_fused_kernel_leaves_thread_count_alone():
+    before = torch.get_num_threads()
+    m = fastgru.nn.GRU(2, 3)
+    m(torch.randn(3, 1, 2))[0].sum().backward()
+    with torch.no_grad():
+        m.eval().step(torch.randn(2))
+    assert torch.get_num_threads() == before

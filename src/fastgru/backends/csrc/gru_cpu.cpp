@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include <dlfcn.h>
+#include <omp.h>
 #include <sys/mman.h>
 
 #include <type_traits>
@@ -75,16 +76,21 @@ class SmallGemmThreads {
     static set_t set_local = reinterpret_cast<set_t>(dlsym(RTLD_DEFAULT, "MKL_Set_Num_Threads_Local"));
     if (set_local && flops_per_step < 8e6) {
       set_ = set_local;
+      omp_threads_ = omp_get_max_threads();  // MKL's local setting also lowers this thread's OpenMP ICV
       previous_ = set_local(1);
     }
   }
   ~SmallGemmThreads() {
-    if (set_) set_(previous_);
+    if (set_) {
+      set_(previous_);
+      omp_set_num_threads(omp_threads_);  // torch.get_num_threads() must be what it was
+    }
   }
 
  private:
   int (*set_)(int) = nullptr;
   int previous_ = 0;
+  int omp_threads_ = 1;
 };
 
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kBMatrix = 162, kPacked = 151;
