@@ -45,8 +45,10 @@ F32, BF16, F16 = torch.float32, torch.bfloat16, torch.float16
 
 @pytest.fixture(autouse=True)
 def poison(monkeypatch):
-    """Every output and scratch buffer starts as NaN, so an element a kernel forgot to write shows."""
+    """Every output and scratch buffer starts as NaN, so an element a kernel forgot to write shows;
+    gates saved in the input dtype (the default, whatever FASTGRU_TRITON_GATES says)."""
     monkeypatch.setattr(launch, "POISON", True)
+    monkeypatch.setattr(launch, "GATES_DTYPE", None)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -330,6 +332,17 @@ def test_half_precision(dtype, reset_after, mode):
     gi, h0, w, b, L = _problem(5, 3, 16, dtype=dtype, lengths=True)
     got, want = _run(gi, h0, w, b, L, reset_after, reset_after, mode=mode, block_b=2, block_h=8)
     _assert_rel(got, want, dtype, 1e-2)
+
+
+def test_fp32_gates_option(monkeypatch):
+    """FASTGRU_TRITON_GATES=fp32: gates saved in float32 (the rest stays bf16); the backward then works
+    from unrounded gates, so its outputs carry little more than their own bf16 rounding (~2e-3)."""
+    monkeypatch.setattr(launch, "GATES_DTYPE", F32)
+    gi, h0, w, b, L = _problem(5, 3, 16, dtype=BF16, lengths=True)
+    got, want = _run(gi, h0, w, b, L, True, False, mode="step", block_b=2, block_h=8)
+    assert got[1].dtype == F32 and all(g.dtype == BF16 for k, g in enumerate(got) if k != 1)
+    err = [((g.float() - x).norm() / x.norm()).item() for g, x in zip(got, want)]
+    assert max(err) < 5e-3, err
 
 
 def test_default_plan_end_to_end_bf16():

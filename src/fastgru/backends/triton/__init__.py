@@ -9,7 +9,9 @@ Precision. Inputs and weights may be float32, bfloat16 or float16. The recurrenc
 input dtype, like the other backends and cuDNN: buf and gates take gi's dtype, dgi, dgh_n and dh0
 take buf's dtype (values rounded to nearest). For half inputs the float32 state travels between
 programs through a 2-slot float32 ring beside buf, so rounding buf never feeds back into the
-recurrence. The saved gates and buf are half, so the backward sees rounded r, z, n, h as cuDNN's does.
+recurrence. The saved gates and buf are half, so the backward sees rounded r, z, n, h as cuDNN's does
+(relative gradient error ~5e-3 in bf16); FASTGRU_TRITON_GATES=fp32 saves the gates in float32 instead
+(~2.5e-3, the rounding of the outputs themselves; ~1.8x the saved bytes, and gates then is float32).
 For half weights the recurrent product rounds its float32 operand (state / gate gradient) to the weight
 dtype and accumulates in float32 (tensor cores), as cuDNN does. For fp32 weights the product uses TF32
 when cuDNN's RNNs would (`torch.backends.cudnn.rnn.fp32_precision`, else
