@@ -193,3 +193,10 @@ def test_fused_kernel_leaves_thread_count_alone():
     with torch.no_grad():
         m.eval().step(torch.randn(2))
     assert torch.get_num_threads() == before
+
+
+def test_bfloat16_on_cpu_runs_the_torch_loop():
+    t, f = twin_grus(4, 5, num_layers=2)
+    t, f = t.to(torch.bfloat16), f.to(torch.bfloat16)
+    x = torch.randn(6, 2, 4, dtype=torch.bfloat16)
+    assert rel_err(f(x)[0], t(x)[0]) < 2e-2

@@ -1,7 +1,6 @@
 """Property tests: random shapes and options against the float64 reference."""
 
 import torch
-from helpers import rel_err
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,5 +41,7 @@ def test_random_configurations_match_reference(
     y_ref, h_ref = reference.gru(x, h0, groups, num_layers=layers, bidirectional=bidirectional,
                                  batch_first=batch_first, reset_after=reset_after, lengths=lengths)
     assert y.shape == y_ref.shape and h.shape == h_ref.shape
-    assert rel_err(y, y_ref) < 1e-5
-    assert rel_err(h, h_ref) < 1e-5
+    # element-wise 1e-5 relative, with an absolute floor at fp32 rounding of O(1) values: a state that
+    # cancels to ~1e-3 (seen with H=1) carries absolute errors of ~5e-8 from the O(1) terms it came from
+    torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h.double(), h_ref, rtol=1e-5, atol=1e-6)

@@ -47,15 +47,15 @@ def _spec_from_key(key: str) -> CellSpec:
     return CellSpec(gate, cand, float(alpha), float(beta), float(zoneout))
 
 
-def _backend_and_options(device: torch.device, backend: str, spec_key: str, rec_mask, zone_mask, ln_gain):
+def _backend_and_options(x: Tensor, backend: str, spec_key: str, rec_mask, zone_mask, ln_gain):
     """The backend for this call and the cell-option keywords to pass it (none for a plain GRU)."""
     spec = _spec_from_key(spec_key)
     if spec.plain and rec_mask is None and zone_mask is None and ln_gain is None:
-        return backends.select(device, backend), {}
+        return backends.select(x.device, backend, dtype=x.dtype), {}
     options = dict(rec_mask=rec_mask, zone_mask=zone_mask, spec=spec)
     if ln_gain is not None:
         options["ln_gain"] = ln_gain
-    return backends.select(device, backend, plain=False), options
+    return backends.select(x.device, backend, plain=False, dtype=x.dtype), options
 
 
 def _gates_width(reset_after: bool, layer_norm: bool, H: int) -> int:
@@ -86,7 +86,7 @@ def _recurrence(
     spec: str,
 ) -> tuple[Tensor, Tensor]:
     """x (T, B, I) projected by w_ih/b_ih, or already the gate inputs gi (T, B, 3H) when w_ih is None."""
-    impl, options = _backend_and_options(x.device, backend, spec, rec_mask, zone_mask, ln_gain)
+    impl, options = _backend_and_options(x, backend, spec, rec_mask, zone_mask, ln_gain)
     gi = x if w_ih is None else getattr(impl, "project", _project)(x, w_ih, b_ih)  # a backend may place gi
     return impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, **options)
 
@@ -124,7 +124,7 @@ def _recurrence_backward(
 
     Returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, d ln_gain); empty tensors for absent ones.
     """
-    impl, options = _backend_and_options(x.device, backend, spec, rec_mask, zone_mask, ln_gain)
+    impl, options = _backend_and_options(x, backend, spec, rec_mask, zone_mask, ln_gain)
     dgi, dgh_n, dh0, *rest = impl.recurrence_backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, **options)
     T, B, I = x.shape
     H = w_hh.shape[1]

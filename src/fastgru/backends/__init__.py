@@ -77,13 +77,20 @@ class CellSpec:
 PLAIN = CellSpec()
 
 
-def select(device: torch.device, name: str = "auto", plain: bool = True) -> ModuleType:
+def select(
+    device: torch.device, name: str = "auto", plain: bool = True, dtype: torch.dtype | None = None
+) -> ModuleType:
     """Return the backend module for `device`; `name` forces one ('cpu', 'torch', 'triton').
 
     plain=False asks for a backend that supports the cell options (masks, activations, zoneout).
+    The fused CPU kernel is float32/float64: other dtypes on a CPU (bf16, fp16) run the torch loop.
     """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if device.type == "cpu" and dtype is not None and dtype not in (torch.float32, torch.float64):
+        if name == "cpu":
+            raise RuntimeError(f"backend='cpu' (fused C++ kernel) supports float32 and float64, not {dtype}")
+        name = "torch" if name == "auto" else name
     if not plain and name == "triton":
         raise RuntimeError(
             "backend='triton' does not support cell options yet (recurrent dropout, zoneout, activations, "
