@@ -180,6 +180,9 @@ def _setup_context(ctx, inputs, output):
      spec) = inputs
     buf, gates = output
     ctx.unsaved = not save
+    # gates is an internal output: never differentiated, and no zero gradient of its size is built for it
+    ctx.mark_non_differentiable(gates)
+    ctx.set_materialize_grads(False)
     if save:
         ctx.save_for_backward(x, w_ih, w_hh, buf, gates, ln_gain, lengths, rec_mask, zone_mask)
         ctx.flags = (reset_after, reverse, b_ih is not None, b_hh is not None, backend, spec)

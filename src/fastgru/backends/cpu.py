@@ -56,7 +56,7 @@ def load() -> ModuleType | None:
                 name="fastgru_cpu",
                 sources=[str(_SOURCE)],
                 build_directory=str(_build_dir()),
-                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp"],
+                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
                 verbose=bool(os.environ.get("FASTGRU_BUILD_VERBOSE")),
             )
@@ -88,16 +88,39 @@ def _options(rec_mask: Tensor | None, zone_mask: Tensor | None, spec: CellSpec) 
     )
 
 
+_workspace = threading.local()
+
+
+def _gi_workspace(numel: int, dtype: torch.dtype) -> Tensor:
+    """A per-thread buffer for the input projections, reused across calls.
+
+    gi lives only inside one forward call (backward does not need it), and a fresh tens-of-MB buffer
+    costs a page fault per page on first touch every call; one reused buffer (the largest seen, per
+    thread) avoids that. Call `release_workspace()` to give the memory back.
+    """
+    buf = getattr(_workspace, "gi", None)
+    if buf is None or buf.numel() < numel or buf.dtype != dtype:
+        buf = None  # free the old one before allocating the new
+        _workspace.gi = buf = load().empty_huge([numel], dtype)
+    return buf[:numel]
+
+
+def release_workspace() -> None:
+    """Free this thread's cached projection buffer."""
+    _workspace.gi = None
+
+
 def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
-    """Input projections of all steps, (T, B, I) -> (T, B, 3H), into a huge-page-backed buffer."""
+    """Input projections of all steps, (T, B, I) -> (T, B, 3H), into the reused workspace."""
     T, B, I = x.shape
-    gi = load().empty_huge([T * B, w_ih.shape[0]], x.dtype)
+    G = w_ih.shape[0]
+    gi = _gi_workspace(T * B * G, x.dtype).view(T * B, G)
     x2 = x.reshape(T * B, I)
     if b_ih is None:
         torch.mm(x2, w_ih.t(), out=gi)
     else:
         torch.addmm(b_ih, x2, w_ih.t(), out=gi)
-    return gi.view(T, B, -1)
+    return gi.view(T, B, G)
 
 
 def recurrence_forward(

@@ -148,7 +148,8 @@ struct Cell {
 
 template <int A, typename T>
 inline T act(T x, const Cell<T>& c) {
-  if constexpr (A == kSigmoid) return T(1) / (T(1) + std::exp(-x));
+  // exp's argument is clamped so it never overflows: under -ffast-math, 1 / (1 + inf) may become NaN.
+  if constexpr (A == kSigmoid) return T(1) / (T(1) + std::exp(std::min(-x, T(80))));
   if constexpr (A == kHardSigmoid) return std::min(T(1), std::max(T(0), c.hs_alpha * x + c.hs_beta));
   if constexpr (A == kTanh) return std::tanh(x);
   if constexpr (A == kRelu) return std::max(T(0), x);
