@@ -5,7 +5,8 @@ as a list of time steps, each step the MIDI notes sounding.  A model reads the r
 predicts every step from the ones before it (an all-zero frame stands before the first step), so every
 step of a chorale is scored.  The score, as in Boulanger-Lewandowski et al. 2012 and Chung et al. 2014,
 is the negative log-likelihood per time step: the sum over the note outputs of the Bernoulli NLL, summed
-over all steps of a split and divided by its number of steps.
+over all steps of a split and divided by its number of steps.  That is the loss of the "multilabel" head
+with per-step outputs in `fastgru.train.losses`, which the Trainer reports as `loss`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from importlib import resources
 
 import torch
-import torch.nn.functional as F
 
 SPLITS = ("train", "valid", "test")
 PIANO_LOW, PIANO_HIGH = 21, 108  # MIDI numbers of the 88 piano keys A0 .. C8
@@ -97,16 +97,3 @@ def batch_rolls(rolls: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, 
     inputs[:, 1:] = targets[:, :-1]
     return inputs, targets, lengths
 
-
-def step_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B, max_len) bool mask, True at real (not padded) steps."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def bernoulli_nll_sum(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Sum over real steps and note outputs of the Bernoulli NLL (nats); divide by lengths.sum() for per-step.
-
-    logits, targets: (B, T, N) batch-first; lengths: (B,) real steps per sequence.
-    """
-    per_step = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)
-    return per_step[step_mask(lengths, logits.shape[1])].sum()
