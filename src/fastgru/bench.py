@@ -90,26 +90,30 @@ def measure(T: int, B: int, I: int, H: int, reps: int = 7) -> list[Row]:
 
 
 _MEMORY_PROBE = """
-import json, resource, sys, torch
+import json, sys, torch
 sys.path[:0] = {path!r}
 from fastgru.bench import _pair, _train_step
 torch.manual_seed(0)
 ref, fast, x, h0 = _pair({T}, {B}, {I}, {H})
 m = ref if {side!r} == "torch" else fast
-with torch.no_grad():
-    m(x[:2], h0)  # loads kernels / extension before the baseline is taken
-def rss_kb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() // 1024
-base = rss_kb()
+_train_step(m, x[:2], h0)  # loads kernels, the extension and autograd's engine before measuring
+def status_kb(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key))
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak-RSS mark (VmHWM) to the current RSS
+base = status_kb("VmRSS:")
 _train_step(m, x, h0)
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base))
+print(json.dumps(status_kb("VmHWM:") - base))
 """
 
 
 def peak_training_memory_mb(T: int, B: int, I: int, H: int, side: str) -> float | None:
-    """Peak resident memory added by one training step (fresh process), in MB; None if unmeasurable."""
-    if not Path("/proc/self/statm").exists():
+    """Peak resident memory added by one training step (fresh process, after a warm-up step), in MB.
+
+    None where /proc's peak-RSS reset is unavailable (not Linux).
+    """
+    if not Path("/proc/self/clear_refs").exists():
         return None
     code = _MEMORY_PROBE.format(path=sys.path, T=T, B=B, I=I, H=H, side=side)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -173,7 +177,8 @@ def run(
     if output is not None:
         body = (
             f"Machine: {header}.\n\nCommand: `{command}` (medians of {reps} interleaved runs; speed-up = "
-            "torch time / fastgru time; memory = peak RSS added by one training step in a fresh process).\n\n"
+            "torch time / fastgru time; memory = peak RSS added by one training step, measured in a fresh "
+            "process after a warm-up step).\n\n"
             f"{table}\n\nRaw rows: `{json.dumps([asdict(r) for r in rows])}`\n"
         )
         replace_section(Path(output), "cpu", "## CPU: fastgru.nn.GRU vs torch.nn.GRU", body)

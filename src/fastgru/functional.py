@@ -87,7 +87,12 @@ def _recurrence(
 ) -> tuple[Tensor, Tensor]:
     """x (T, B, I) projected by w_ih/b_ih, or already the gate inputs gi (T, B, 3H) when w_ih is None."""
     impl, options = _backend_and_options(x, backend, spec, rec_mask, zone_mask, ln_gain)
-    gi = x if w_ih is None else getattr(impl, "project", _project)(x, w_ih, b_ih)  # a backend may place gi
+    if w_ih is None:
+        gi = x
+    elif hasattr(impl, "project"):  # the backend places gi itself (workspace reuse for inference)
+        gi = impl.project(x, w_ih, b_ih, reuse=not save)
+    else:
+        gi = _project(x, w_ih, b_ih)
     return impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, **options)
 
 

@@ -32,8 +32,9 @@ honour them, `select(..., plain=False)` skips the others):
     spec:      a CellSpec: activations, hard-sigmoid slope/offset, zoneout probability for eval mode
                (h_t = p h_{t-1} + (1 - p) cell(h_{t-1}) when zone_mask is None).
 
-Optional: ``project(x, w_ih, b_ih) -> gi`` computes the input projections of all steps (one GEMM) when
-a backend wants to place gi itself; otherwise the caller does it with torch.addmm.
+Optional: ``project(x, w_ih, b_ih, reuse) -> gi`` computes the input projections of all steps (one GEMM)
+when a backend wants to place gi itself (reuse=True: inference, a workspace may be reused); otherwise the
+caller does it with torch.addmm.
 """
 
 from __future__ import annotations

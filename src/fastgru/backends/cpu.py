@@ -96,7 +96,7 @@ def _gi_workspace(numel: int, dtype: torch.dtype) -> Tensor:
 
     gi lives only inside one forward call (backward does not need it), and a fresh tens-of-MB buffer
     costs a page fault per page on first touch every call; one reused buffer (the largest seen, per
-    thread) avoids that. Call `release_workspace()` to give the memory back.
+    thread) avoids that for inference. Call `release_workspace()` to give the memory back.
     """
     buf = getattr(_workspace, "gi", None)
     if buf is None or buf.numel() < numel or buf.dtype != dtype:
@@ -110,11 +110,18 @@ def release_workspace() -> None:
     _workspace.gi = None
 
 
-def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None) -> Tensor:
-    """Input projections of all steps, (T, B, I) -> (T, B, 3H), into the reused workspace."""
+def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, reuse: bool = False) -> Tensor:
+    """Input projections of all steps, (T, B, I) -> (T, B, 3H), on huge pages.
+
+    reuse=True (inference calls) writes into the per-thread workspace; training calls take a fresh
+    buffer that is freed before backward runs, so the workspace never adds to training's peak memory.
+    """
     T, B, I = x.shape
     G = w_ih.shape[0]
-    gi = _gi_workspace(T * B * G, x.dtype).view(T * B, G)
+    if reuse:
+        gi = _gi_workspace(T * B * G, x.dtype).view(T * B, G)
+    else:
+        gi = load().empty_huge([T * B, G], x.dtype)
     x2 = x.reshape(T * B, I)
     if b_ih is None:
         torch.mm(x2, w_ih.t(), out=gi)
