@@ -380,6 +380,8 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   const RecurrentGemm<T> back_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, false);  // dA_n @ W_hn
   const RecurrentGemm<T> back_rz(reset_after ? 0 : B, H, 2 * H, w, H, false);        // dA_rz @ W_hr,hz
 
+  // no masks, zoneout, lengths or layer norm: the fused single-pass step below
+  const bool plain = !c.zoneout() && !c.len && !c.rec_mask && !c.ln_gain;
   for (int64_t i = s.T - 1; i >= 0; --i) {
     const int64_t t = s.step(i);
     const T* hp = buf_p + s.in(t) * B * H;
@@ -413,6 +415,35 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
       }
       return true;
     };
+    if (plain && reset_after) {  // the common case in one pass: d becomes dh_{t-1} before the GEMM adds to it
+      T* dgn = dghn_p + t * B * H;
+      for_rows(B, H, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          T* dd = d + b * H;
+          const T* dy = dout + b * H;
+          const T* h = hp + b * H;
+          const T* sr = sv + b * gw;
+          T* dgb = dg + b * G3;
+          T* tb = tmp + b * G3;
+          T* dgnb = dgn + b * H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T g = dd[j] + dy[j];
+            const T r = sr[j], z = sr[H + j], n = sr[2 * H + j], hn = sr[3 * H + j];
+            const T dn = g * (T(1) - z) * dact<CA>(n, c);
+            const T dz = g * (h[j] - n) * dact<GA>(z, c);
+            const T dr = dn * hn * dact<GA>(r, c);
+            dd[j] = g * z;
+            dgb[j] = tb[j] = dr;
+            dgb[H + j] = tb[H + j] = dz;
+            dgb[2 * H + j] = dn;
+            tb[2 * H + j] = dgnb[j] = dn * r;
+          }
+        }
+      });
+      back_all(tmp, G3, T(1), d, H);
+      continue;
+    }
     if (reset_after) {
       T* dgn = dghn_p + t * B * H;
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
