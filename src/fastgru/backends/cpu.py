@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -38,6 +40,20 @@ def _build_dir() -> Path:
     return path
 
 
+_STALE_LOCK_SECONDS = 600  # a build takes well under a minute; an older lock was left by a killed build
+
+
+def _remove_stale_lock(build_dir: Path) -> None:
+    """torch's build lock outlives a build that was killed; without this every later process would wait."""
+    lock = build_dir / "lock"
+    try:
+        if time.time() - lock.stat().st_mtime > _STALE_LOCK_SECONDS:
+            warnings.warn(f"fastgru: removing a stale build lock left by an interrupted build: {lock}", stacklevel=3)
+            lock.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def load() -> ModuleType | None:
     """Build (first call) and import the extension; None if it cannot be built here."""
     global _module, _error
@@ -51,6 +67,8 @@ def load() -> ModuleType | None:
             return None
         try:
             from torch.utils.cpp_extension import load as load_extension
+
+            _remove_stale_lock(_build_dir())
 
             _module = load_extension(
                 name="fastgru_cpu",
