@@ -9,7 +9,7 @@ from interop_util import max_err, randomize_, same_state
 from safetensors.torch import save_file
 
 import fastgru
-from fastgru import _atomic, checkpoint
+from fastgru import atomic, checkpoint
 from fastgru.checkpoint import CheckpointError
 
 MODELS = [
@@ -68,7 +68,7 @@ def test_existing_file_is_never_half_written(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(_atomic.os, "replace", crash)
+    monkeypatch.setattr(atomic.os, "replace", crash)
     with pytest.raises(OSError, match="simulated"):
         checkpoint.save(fastgru.nn.GRU(3, 4), path, overwrite=True)
     monkeypatch.undo()

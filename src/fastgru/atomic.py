@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +56,28 @@ def write_text(target: str | os.PathLike, text: str) -> None:
 def write_json(target: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON to `target` atomically (NaN/inf are written as NaN/Infinity)."""
     write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def check_target(path: str | os.PathLike, *, overwrite: bool, what: str = "path") -> Path:
+    """Validate a destination before any work: its folder exists and it is not an existing file unless overwrite."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what}={str(path)!r} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{what}={str(path)!r}: folder {str(path.parent)!r} does not exist")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{what}={str(path)!r} already exists; pass overwrite=True to replace it")
+    return path
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None] | bytes, *, overwrite: bool) -> Path:
+    """Write `path` atomically after check_target; `write` is the bytes or a function that writes a temp path."""
+    path = check_target(path, overwrite=overwrite)
+    with atomic_path(path, suffix=".tmp") as tmp:
+        if isinstance(write, (bytes, bytearray, memoryview)):
+            tmp.write_bytes(bytes(write))
+        else:
+            write(tmp)
+        if path.exists() and not overwrite:  # created by someone else while we wrote
+            raise FileExistsError(f"path={str(path)!r} appeared while writing; pass overwrite=True to replace it")
+    return path

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ._atomic import check_target, write_atomic
+from .atomic import check_target, write_atomic
 
 FORMAT = "fastgru.checkpoint"
 FORMAT_VERSION = 1

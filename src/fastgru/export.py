@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ._atomic import check_target, write_atomic
+from .atomic import check_target, write_atomic
 from .interop.onnx_graph import DEFAULT_OPSET, to_onnx_model
 
 
