@@ -68,3 +68,19 @@ def test_step_refusals():
         m.step(torch.randn(2, 3), torch.zeros(1, 3, 4))
     with pytest.raises(TypeError, match="cannot stream"):
         fastgru.nn.Stream(torch.nn.Linear(2, 2))
+
+
+def test_step_sees_weight_updates():
+    """The streaming kernel's cached transposed weights follow in-place updates and replacements."""
+    m = fastgru.nn.GRU(3, 4, num_layers=2).eval()
+    x = torch.randn(3)
+    with torch.no_grad():
+        before, _ = m.step(x)
+        m.weight_ih_l1.add_(0.5)  # in place, as an optimizer does (W_hh would not show: the state is 0)
+        after, _ = m.step(x)
+        y, _ = m(x.unsqueeze(0))
+        assert not torch.equal(before, after)
+        assert rel_err(after, y[0]) < 1e-5
+        m.load_state_dict({k: torch.randn_like(v) for k, v in m.state_dict().items()})
+        y, _ = m(x.unsqueeze(0))
+        assert rel_err(m.step(x)[0], y[0]) < 1e-5

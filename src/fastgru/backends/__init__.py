@@ -74,6 +74,14 @@ class CellSpec:
     def plain(self) -> bool:
         return self == PLAIN
 
+    @property
+    def gate_activation_id(self) -> int:
+        return ACTIVATIONS[self.gate_activation]
+
+    @property
+    def candidate_activation_id(self) -> int:
+        return ACTIVATIONS[self.candidate_activation]
+
 
 PLAIN = CellSpec()
 

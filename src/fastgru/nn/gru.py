@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .. import functional
 from ..backends import CellSpec
+from ..backends import cpu as cpu_backend
 from ..errors import GRUInputError
 from ..validation import check_hidden
 
@@ -138,19 +139,23 @@ class GRU(nn.Module):
         return groups
 
     def _step_weights(self) -> list[Tensor]:
-        """Flat (w_ih, w_hh, b_ih, b_hh) per layer for the streaming kernel (zero biases if bias=False).
+        """Per layer (W_ih^T, W_hh^T, b_ih, b_hh) for the streaming kernel (zero biases if bias=False).
 
-        Cached while the module holds the same Parameter objects with the same dtype and device.
+        The transposed copies are cached and rebuilt whenever a parameter is replaced or changed in
+        place (the key holds each parameter's identity and version counter), so they are never stale.
         """
         params = tuple(self._parameters.values())
+        key = (params, tuple(p._version for p in params), params[0].dtype, params[0].device)
         cache = getattr(self, "_step_cache", None)
-        if cache is not None and cache[0] == params and cache[1] == (params[0].dtype, params[0].device):
-            return cache[2]
+        if cache is not None and cache[0] == key:
+            return cache[1]
         weights = []
-        for w_ih, w_hh, b_ih, b_hh in self._groups():
-            zero = None if self.bias else w_hh.new_zeros(3 * self.hidden_size)
-            weights += [w_ih, w_hh, zero if b_ih is None else b_ih, zero if b_hh is None else b_hh]
-        self._step_cache = (params, (params[0].dtype, params[0].device), weights)
+        with torch.no_grad():
+            for w_ih, w_hh, b_ih, b_hh in self._groups():
+                zero = None if self.bias else w_hh.new_zeros(3 * self.hidden_size)
+                weights += [w_ih.t().contiguous(), w_hh.t().contiguous(), zero if b_ih is None else b_ih.detach(),
+                            zero if b_hh is None else b_hh.detach()]
+        self._step_cache = (key, weights)
         return weights
 
     @property
@@ -279,12 +284,10 @@ def _fused_step(gru: GRU, x: Tensor, state: Tensor) -> Tensor | None:
         return None
     if torch.is_grad_enabled() and (x.requires_grad or state.requires_grad or gru.weight_hh_l0.requires_grad):
         return None
-    from ..backends import ACTIVATIONS, cpu
-
-    ext = cpu.load()
+    ext = cpu_backend.load()
     if ext is None:
         return None
-    if tuple(state.shape) != (gru.num_layers, x.shape[0], gru.hidden_size):
+    if state.shape != (gru.num_layers, x.shape[0], gru.hidden_size):
         raise GRUInputError(f"step: state must have shape {(gru.num_layers, x.shape[0], gru.hidden_size)}, "
                             f"got {tuple(state.shape)}")
     weights = gru._step_weights()
@@ -293,8 +296,7 @@ def _fused_step(gru: GRU, x: Tensor, state: Tensor) -> Tensor | None:
                             "must share a dtype")
     c = gru.cell
     return ext.step(x.contiguous(), state.contiguous(), weights, gru.reset_after, gru.zoneout,
-                    ACTIVATIONS[c.gate_activation], ACTIVATIONS[c.candidate_activation],
-                    c.hard_sigmoid_alpha, c.hard_sigmoid_beta)
+                    c.gate_activation_id, c.candidate_activation_id, c.hard_sigmoid_alpha, c.hard_sigmoid_beta)
 
 
 class GRUCell(nn.Module):

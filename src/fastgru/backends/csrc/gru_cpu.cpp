@@ -664,8 +664,24 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
 }
 
 // One time step of a stacked unidirectional GRU for streaming inference (no autograd): layer by layer,
-// x_l @ W_ih^T and h @ W_hh^T as two small BLAS calls, then the fused cell. weights: 4 per layer
-// (w_ih, w_hh, b_ih, b_hh; zero biases for a bias-free layer). Returns the new state (L, B, H).
+// x_l @ W_ih^T and h @ W_hh^T, then the fused cell. weights: 4 per layer, the matrices TRANSPOSED
+// (W_ih^T (I, 3H), W_hh^T (H, 3H), b_ih, b_hh; zero biases for a bias-free layer). Returns (L, B, H).
+// C[b, :] = A[b, :] @ WT for a few rows, WT (K, N) row-major: axpy over contiguous rows of WT, which
+// vectorises fully (no horizontal sums) and skips a BLAS call's fixed cost at streaming sizes.
+template <typename T>
+void small_rows_gemm(int64_t B, int64_t N, int64_t K, const T* A, const T* WT, int64_t ldw, T* C, int64_t ldc) {
+  for (int64_t b = 0; b < B; ++b) {
+    T* c = C + b * ldc;
+    for (int64_t n = 0; n < N; ++n) c[n] = T(0);
+    for (int64_t k = 0; k < K; ++k) {
+      const T a = A[b * K + k];
+      const T* w = WT + k * ldw;
+#pragma omp simd
+      for (int64_t n = 0; n < N; ++n) c[n] += a * w[n];
+    }
+  }
+}
+
 template <typename T, int GA, int CA>
 void step_impl(const at::Tensor& x, const at::Tensor& state, const std::vector<at::Tensor>& weights,
                bool reset_after, const Cell<T>& c0, at::Tensor& out) {
@@ -676,7 +692,13 @@ void step_impl(const at::Tensor& x, const at::Tensor& state, const std::vector<a
   T* gi = gi_t.data_ptr<T>();
   T* gh = gh_t.data_ptr<T>();
   T* rh = rh_t.data_ptr<T>();
-  const SmallGemmThreads threads(2.0 * B * G3 * H);
+  const bool tiny = B <= 2;  // streaming: own dot products, no BLAS call, no thread switching
+  const SmallGemmThreads threads(tiny ? 1e12 : 2.0 * B * G3 * H);
+  // C = A @ op, where the column block [col, col + N) of WT (K, ldw) is op
+  auto gemm = [&](int64_t M, int64_t N, int64_t K, const T* A, const T* WT, int64_t ldw, T* C, int64_t ldc) {
+    if (tiny) small_rows_gemm<T>(M, N, K, A, WT, ldw, C, ldc);
+    else gemm_rm<T>(M, N, K, A, K, WT, ldw, false, T(0), C, ldc);
+  };
   const T* in = x.data_ptr<T>();
   int64_t in_size = x.size(1);
   for (int64_t l = 0; l < L; ++l) {
@@ -686,31 +708,39 @@ void step_impl(const at::Tensor& x, const at::Tensor& state, const std::vector<a
     const T* bh = weights[4 * l + 3].data_ptr<T>();
     const T* hp = state.data_ptr<T>() + l * B * H;
     T* o_all = out.data_ptr<T>() + l * B * H;
-    gemm_rm<T>(B, G3, in_size, in, in_size, w_ih, in_size, true, T(0), gi, G3);
+    gemm(B, G3, in_size, in, w_ih, G3, gi, G3);
     if (reset_after) {
-      gemm_rm<T>(B, G3, H, hp, H, w, H, true, T(0), gh, G3);
+      gemm(B, G3, H, hp, w, G3, gh, G3);
     } else {
-      gemm_rm<T>(B, 2 * H, H, hp, H, w, H, true, T(0), gh, G3);
+      gemm(B, 2 * H, H, hp, w, G3, gh, G3);
       for (int64_t b = 0; b < B; ++b)
         for (int64_t j = 0; j < H; ++j) {
           const T r = act<GA>(gi[b * G3 + j] + b_ih[j] + gh[b * G3 + j] + bh[j], c0);
           rh[b * H + j] = r * hp[b * H + j];
         }
-      gemm_rm<T>(B, H, H, rh, H, w + 2 * H * H, H, true, T(0), gh + 2 * H, G3);
+      gemm(B, H, H, rh, w + 2 * H, G3, gh + 2 * H, G3);
     }
     for (int64_t b = 0; b < B; ++b) {
       const T* g = gi + b * G3;
       const T* q = gh + b * G3;
       const T* h = hp + b * H;
       T* o = o_all + b * H;
+      const T keep = c0.zone_p;
+      if (reset_after) {  // two loops, not a select inside one, so each vectorises (exp/tanh in SIMD)
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const T r = act<GA>(g[j] + b_ih[j] + q[j] + bh[j], c0);
-        const T z = act<GA>(g[H + j] + b_ih[H + j] + q[H + j] + bh[H + j], c0);
-        const T n = reset_after ? act<CA>(g[2 * H + j] + b_ih[2 * H + j] + r * (q[2 * H + j] + bh[2 * H + j]), c0)
-                                : act<CA>(g[2 * H + j] + b_ih[2 * H + j] + q[2 * H + j] + bh[2 * H + j], c0);
-        const T cand = n + z * (h[j] - n);
-        o[j] = c0.zone_p * h[j] + (T(1) - c0.zone_p) * cand;
+        for (int64_t j = 0; j < H; ++j) {
+          const T r = act<GA>(g[j] + b_ih[j] + q[j] + bh[j], c0);
+          const T z = act<GA>(g[H + j] + b_ih[H + j] + q[H + j] + bh[H + j], c0);
+          const T n = act<CA>(g[2 * H + j] + b_ih[2 * H + j] + r * (q[2 * H + j] + bh[2 * H + j]), c0);
+          o[j] = keep * h[j] + (T(1) - keep) * (n + z * (h[j] - n));
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const T z = act<GA>(g[H + j] + b_ih[H + j] + q[H + j] + bh[H + j], c0);
+          const T n = act<CA>(g[2 * H + j] + b_ih[2 * H + j] + q[2 * H + j] + bh[2 * H + j], c0);
+          o[j] = keep * h[j] + (T(1) - keep) * (n + z * (h[j] - n));
+        }
       }
     }
     in = o_all;
