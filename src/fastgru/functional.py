@@ -262,9 +262,9 @@ def gru_layer(
     save = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, *(layer_norm or ()))
     if layer_norm is not None:  # input-side norm over the 3H projections, shifted by b_ih (autograd)
         gain_ih, ln_gain = layer_norm
-        T_, B_ = x.shape[0], x.shape[1]
-        gi = F.layer_norm(x.reshape(T_ * B_, -1) @ w_ih.t(), (w_ih.shape[0],), gain_ih, b_ih, LN_EPS)
-        x, w_ih, b_ih = gi.view(T_, B_, -1), None, None
+        B = x.shape[1]
+        gi = F.layer_norm(x.reshape(T * B, -1) @ w_ih.t(), (w_ih.shape[0],), gain_ih, b_ih, LN_EPS)
+        x, w_ih, b_ih = gi.view(T, B, -1), None, None
     else:
         ln_gain = None
     buf, _ = _recurrence(
