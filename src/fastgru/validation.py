@@ -91,3 +91,16 @@ def check_finite(t: Tensor, name: str) -> None:
     if not _compiling() and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise GRUInputError(f"{name} has {bad} non-finite values (NaN or Inf)")
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """A constructor size argument: a positive int (not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_fraction(name: str, value: object, *, allow_one: bool = False) -> None:
+    """A probability-like argument: a number in [0, 1) (or [0, 1] with allow_one)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (0 <= value and (value <= 1 if allow_one else value < 1)):
+        raise ValueError(f"{name} must be a number in [0, {'1]' if allow_one else '1)'}, got {value!r}")

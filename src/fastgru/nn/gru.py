@@ -18,17 +18,15 @@ from .. import functional
 from ..backends import CellSpec
 from ..backends import cpu as cpu_backend
 from ..errors import GRUInputError
-from ..validation import check_hidden
+from ..validation import check_fraction, check_hidden, check_positive_int
 
 INITS = ("torch", "keras")
 
 
 def _check_sizes(input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0) -> None:
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
-        raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        check_positive_int(name, value)
+    check_fraction("dropout", dropout, allow_one=True)  # as torch.nn.GRU
 
 
 def _init_group(w_ih: Tensor, w_hh: Tensor, biases: list[Tensor], hidden_size: int, init: str) -> None:
@@ -82,8 +80,7 @@ class GRU(nn.Module):
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         for name, p in (("input_dropout", input_dropout), ("recurrent_dropout", recurrent_dropout),
                         ("zoneout", zoneout)):
-            if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
-                raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+            check_fraction(name, p)
         self.cell = CellSpec(gate_activation, candidate_activation, float(hard_sigmoid[0]), float(hard_sigmoid[1]))
         self.input_dropout = float(input_dropout)
         self.recurrent_dropout = float(recurrent_dropout)

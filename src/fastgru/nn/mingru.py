@@ -17,14 +17,9 @@ from torch import Tensor, nn
 
 from .. import mingru_ops
 from ..errors import GRUInputError
-from ..validation import check_lengths
+from ..validation import check_fraction, check_lengths, check_positive_int
 
 NORMS = ("rms", "layer", None)
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_mode(mode: object) -> None:
@@ -58,9 +53,8 @@ class MinGRU(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            _check_positive_int(name, value)
-        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+            check_positive_int(name, value)
+        check_fraction("dropout", dropout)
         _check_mode(mode)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout, self.mode = bias, batch_first, float(dropout), mode
@@ -193,7 +187,7 @@ class MinGRUBlock(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_positive_int("dim", dim)
+        check_positive_int("dim", dim)
         if not isinstance(expansion, (int, float)) or isinstance(expansion, bool) or expansion <= 0:
             raise ValueError(f"expansion must be a positive number, got {expansion!r}")
         if norm not in NORMS:
@@ -250,7 +244,7 @@ class MinGRUStack(nn.Module):
 
     def __init__(self, dim: int, num_layers: int, *, final_norm: bool = True, **block_kwargs) -> None:
         super().__init__()
-        _check_positive_int("num_layers", num_layers)
+        check_positive_int("num_layers", num_layers)
         self.blocks = nn.ModuleList(MinGRUBlock(dim, **block_kwargs) for _ in range(num_layers))
         factory = {k: block_kwargs[k] for k in ("device", "dtype") if k in block_kwargs}
         self.final_norm = _norm(block_kwargs.get("norm", "rms"), dim, factory) if final_norm else nn.Identity()
