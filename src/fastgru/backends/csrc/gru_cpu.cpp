@@ -14,6 +14,8 @@
 #include <vector>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <cstdint>
 
 extern "C" {
@@ -552,7 +554,11 @@ at::Tensor empty_huge(at::IntArrayRef sizes, const at::TensorOptions& options) {
   at::Tensor t = at::empty(sizes, options);
   const size_t bytes = t.numel() * t.element_size();
   constexpr uintptr_t kHuge = 2u << 20;
-  if (bytes >= 4 * kHuge) {
+  static const bool enabled = [] {
+    const char* env = std::getenv("FASTGRU_HUGE_PAGES");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  if (enabled && bytes >= 4 * kHuge) {
     uintptr_t begin = (reinterpret_cast<uintptr_t>(t.data_ptr()) + kHuge - 1) & ~(kHuge - 1);
     uintptr_t end = (reinterpret_cast<uintptr_t>(t.data_ptr()) + bytes) & ~(kHuge - 1);
     if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
