@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -23,21 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 import fastgru  # noqa: E402
-from fastgru.bench import machine_description  # noqa: E402
+from fastgru.bench import interleaved_medians, machine_description  # noqa: E402
 from fastgru.report import replace_section  # noqa: E402
-
-
-def interleaved_medians(fns: list[Callable[[], object]], reps: int) -> list[float]:
-    """Median milliseconds of each function over `reps` rounds, one call of each per round (after a warm-up)."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) * 1e3 for t in times]
 
 
 def train_step(module: torch.nn.Module, x: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 import fastgru  # noqa: E402
-from fastgru.bench import _interleaved_medians, machine_description  # noqa: E402
+from fastgru.bench import interleaved_medians, machine_description  # noqa: E402
 from fastgru.report import replace_section  # noqa: E402
 
 SIZES = [(100, 32, 64, 128), (200, 64, 128, 256)]
@@ -39,11 +39,11 @@ def variant_rows(reps):
         for name, m in variants.items():
             m.eval()
             with torch.no_grad():
-                t_plain, t_var = _interleaved_medians([lambda p=plain, x=x: p(x), lambda m=m, x=x: m(x)], reps)
+                t_plain, t_var = interleaved_medians([lambda p=plain, x=x: p(x), lambda m=m, x=x: m(x)], reps)
             rows.append((f"{T}, {B}, {I}, {H}", name, "inference (eval)", t_plain, t_var))
             m.train()
             pair = [lambda p=plain, x=x: train_step(p, x), lambda m=m, x=x: train_step(m, x)]
-            t_plain, t_var = _interleaved_medians(pair, reps)
+            t_plain, t_var = interleaved_medians(pair, reps)
             rows.append((f"{T}, {B}, {I}, {H}", name, "training", t_plain, t_var))
     return rows
 
@@ -64,7 +64,7 @@ def streaming_rows(reps, steps=1000):
             h = cell(xs[t], h)
 
     with torch.no_grad():
-        t_cell, t_fast = _interleaved_medians([cell_stream, fastgru_stream], reps)
+        t_cell, t_fast = interleaved_medians([cell_stream, fastgru_stream], reps)
     return [("1000 steps, B=1, I=64, H=128", t_cell / steps * 1e3, t_fast / steps * 1e3)]
 
 

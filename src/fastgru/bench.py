@@ -39,7 +39,8 @@ class Row:
     max_rel_err: float
 
 
-def _interleaved_medians(fns: list[Callable[[], object]], reps: int) -> list[float]:
+def interleaved_medians(fns: list[Callable[[], object]], reps: int) -> list[float]:
+    """Median milliseconds of each function over `reps` rounds, one call of each per round (after a warm-up)."""
     for fn in fns:  # warm-up (builds the extension, fills caches)
         fn()
     times: list[list[float]] = [[] for _ in fns]
@@ -77,14 +78,14 @@ def measure(T: int, B: int, I: int, H: int, reps: int = 7) -> list[Row]:
         y_ref, _ = ref(x, h0)
         y_fast, _ = fast(x, h0)
         err = ((y_fast - y_ref).abs().max() / y_ref.abs().max()).item()
-        t_ref, t_fast = _interleaved_medians([lambda: ref(x, h0), lambda: fast(x, h0)], reps)
+        t_ref, t_fast = interleaved_medians([lambda: ref(x, h0), lambda: fast(x, h0)], reps)
     rows = [Row(T, B, I, H, "inference", t_ref, t_fast, t_ref / t_fast, err)]
     xt = x.clone()
     _train_step(ref, xt, h0)
     g_ref = [p.grad.clone() for p in ref.parameters()]
     _train_step(fast, xt, h0)
     g_err = max(((p.grad - g).abs().max() / g.abs().max()).item() for p, g in zip(fast.parameters(), g_ref))
-    t_ref, t_fast = _interleaved_medians([lambda: _train_step(ref, xt, h0), lambda: _train_step(fast, xt, h0)], reps)
+    t_ref, t_fast = interleaved_medians([lambda: _train_step(ref, xt, h0), lambda: _train_step(fast, xt, h0)], reps)
     rows.append(Row(T, B, I, H, "training", t_ref, t_fast, t_ref / t_fast, g_err))
     return rows
 
