@@ -84,3 +84,15 @@ def test_step_sees_weight_updates():
         m.load_state_dict({k: torch.randn_like(v) for k, v in m.state_dict().items()})
         y, _ = m(x.unsqueeze(0))
         assert rel_err(m.step(x)[0], y[0]) < 1e-5
+
+
+def test_stream_fast_path_offered_only_where_the_kernel_serves_the_model():
+    assert fastgru.nn.Stream(fastgru.nn.GRU(3, 4).eval())._stepper is not None
+    assert fastgru.nn.Stream(fastgru.nn.GRU(3, 4, backend="torch").eval())._stepper is None
+    assert fastgru.nn.Stream(fastgru.nn.LayerNormGRU(3, 4).eval())._stepper is None
+    m = fastgru.nn.GRU(3, 4, recurrent_dropout=0.3)  # training mode: the fast path declines, step() refuses
+    stream = fastgru.nn.Stream(m.eval())
+    stream(torch.randn(2, 3))
+    m.train()
+    with pytest.raises(GRUInputError, match="eval"):
+        stream(torch.randn(2, 3))

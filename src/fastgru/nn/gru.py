@@ -142,8 +142,9 @@ class GRU(nn.Module):
         place (the key holds each parameter's identity and version counter), so they are never stale.
         """
         params = tuple(self._parameters.values())
-        key = (params, tuple(p._version for p in params), params[0].dtype, params[0].device)
-        cache = getattr(self, "_step_cache", None)
+        first = params[0]
+        key = (params, [p._version for p in params], first.dtype, first.device)
+        cache = self.__dict__.get("_step_cache")
         if cache is not None and cache[0] == key:
             return cache[1]
         weights = []
@@ -273,6 +274,35 @@ class GRU(nn.Module):
             new = new.clone()
         output = new[-1]
         return (output.squeeze(0), new.squeeze(1)) if unbatched else (output, new)
+
+    def _fused_stepper(self):
+        """See the module-level _fused_stepper (used by fastgru.nn.Stream)."""
+        return _fused_stepper(self)
+
+
+def _fused_stepper(gru: GRU):
+    """For Stream: a (x (B, I), state (L, B, H)) -> new state function with the least per-call work, or
+    None when the fused kernel cannot serve this model. The function returns None for any call it cannot
+    take (wrong shapes or dtype, training with regularisation), and the caller then uses gru.step."""
+    if gru.bidirectional or gru.backend == "torch" or gru._layer_norms() is not None:
+        return None
+    if gru.weight_hh_l0.device.type != "cpu" or cpu_backend.load() is None:
+        return None
+    ext, c = cpu_backend.load(), gru.cell
+    I, L = gru.input_size, gru.num_layers
+    options = (c.gate_activation_id, c.candidate_activation_id, c.hard_sigmoid_alpha, c.hard_sigmoid_beta)
+
+    def stepper(x: Tensor, state: Tensor) -> Tensor | None:
+        if x.dim() != 2 or x.shape[1] != I or state.dim() != 3 or state.shape[0] != L or state.shape[1] != x.shape[0]:
+            return None
+        if gru.training and (gru.input_dropout or gru.recurrent_dropout or gru.zoneout or gru.dropout):
+            return None
+        weights = gru._step_weights()
+        if x.dtype != state.dtype or x.dtype != weights[0].dtype:
+            return None
+        return ext.step(x.contiguous(), state.contiguous(), weights, gru.reset_after, gru.zoneout, *options)
+
+    return stepper
 
 
 def _fused_step(gru: GRU, x: Tensor, state: Tensor) -> Tensor | None:

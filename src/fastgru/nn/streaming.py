@@ -20,10 +20,17 @@ class Stream:
             raise TypeError(f"{type(model).__name__} has no step(x_t, state) method; it cannot stream")
         self.model = model
         self.state = state
+        # a model may offer a lower-overhead stepper for batched calls once a state exists (GRU on a CPU)
+        self._stepper = getattr(model, "_fused_stepper", lambda: None)()
 
-    @torch.no_grad()
     def __call__(self, x_t: Tensor) -> Tensor:
-        y, self.state = self.model.step(x_t, self.state)
+        if self._stepper is not None and self.state is not None:
+            new = self._stepper(x_t, self.state)  # a kernel call outside autograd: no no_grad needed
+            if new is not None:
+                self.state = new
+                return new[-1]
+        with torch.no_grad():
+            y, self.state = self.model.step(x_t, self.state)
         return y
 
     def reset(self, state: Tensor | None = None) -> None:

@@ -676,14 +676,28 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
 // vectorises fully (no horizontal sums) and skips a BLAS call's fixed cost at streaming sizes.
 template <typename T>
 void small_rows_gemm(int64_t B, int64_t N, int64_t K, const T* A, const T* WT, int64_t ldw, T* C, int64_t ldc) {
+  constexpr int64_t kTile = 64;  // output columns kept in registers while k runs (8 AVX2 registers of fp32)
   for (int64_t b = 0; b < B; ++b) {
+    const T* a = A + b * K;
     T* c = C + b * ldc;
-    for (int64_t n = 0; n < N; ++n) c[n] = T(0);
-    for (int64_t k = 0; k < K; ++k) {
-      const T a = A[b * K + k];
-      const T* w = WT + k * ldw;
+    for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+      const int64_t width = std::min(kTile, N - n0);
+      T acc[kTile] = {};
+      if (width == kTile) {
+        for (int64_t k = 0; k < K; ++k) {
+          const T ak = a[k];
+          const T* w = WT + k * ldw + n0;
 #pragma omp simd
-      for (int64_t n = 0; n < N; ++n) c[n] += a * w[n];
+          for (int64_t j = 0; j < kTile; ++j) acc[j] += ak * w[j];
+        }
+      } else {
+        for (int64_t k = 0; k < K; ++k) {
+          const T ak = a[k];
+          const T* w = WT + k * ldw + n0;
+          for (int64_t j = 0; j < width; ++j) acc[j] += ak * w[j];
+        }
+      }
+      for (int64_t j = 0; j < width; ++j) c[n0 + j] = acc[j];
     }
   }
 }
