@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import backends
-from .backends import LN_EPS, PLAIN, CellSpec
+from .backends import LN_EPS, PLAIN, CellSpec, layer_norm_offset, saved_width
 from .validation import check_finite, check_hidden, check_input, check_lengths, check_weights
 
 Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
@@ -56,11 +56,6 @@ def _backend_and_options(x: Tensor, backend: str, spec_key: str, rec_mask, zone_
     if ln_gain is not None:
         options["ln_gain"] = ln_gain
     return backends.select(x.device, backend, plain=False, dtype=x.dtype), options
-
-
-def _gates_width(reset_after: bool, layer_norm: bool, H: int) -> int:
-    """Values saved per (t, b): r, z, n (+ W_hn h + b_hn), + normalised pre-activations and 2 rstd with LN."""
-    return (4 if reset_after else 3) * H + (3 * H + 2 if layer_norm else 0)
 
 
 def _empty(like: Tensor) -> Tensor:
@@ -101,7 +96,7 @@ def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, lengths, rec_mask, 
                      backend, spec):
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    gates = x.new_empty(T, B, _gates_width(reset_after, ln_gain is not None, H)) if save else _empty(x)
+    gates = x.new_empty(T, B, saved_width(reset_after, ln_gain is not None, H)) if save else _empty(x)
     return x.new_empty(T + 1, B, H), gates
 
 
@@ -159,7 +154,7 @@ def _recurrence_backward(
     db_hh = torch.cat((dg[:, : 2 * H].sum(0), dn_h.sum(0))) if has_bias_hh else _empty(x)
     dgain = _empty(x)
     if ln_gain is not None:  # the norm's output is xhat * gain
-        ln_at = (4 if reset_after else 3) * H
+        ln_at = layer_norm_offset(reset_after, H)
         xhat = gates.view(T * B, -1)[:, ln_at : ln_at + 3 * H]
         dgain = torch.cat(((dg[:, : 2 * H] * xhat[:, : 2 * H]).sum(0), (dn_h * xhat[:, 2 * H :]).sum(0)))
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain

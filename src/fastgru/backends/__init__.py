@@ -50,6 +50,16 @@ GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
 LN_EPS = 1e-5  # epsilon of the layer norms (LayerNormGRU); the CPU kernel uses the same value
 
 
+def layer_norm_offset(reset_after: bool, H: int) -> int:
+    """Where the layer-norm values start in a saved-gates row: after r, z, n (and W_hn h + b_hn)."""
+    return (4 if reset_after else 3) * H
+
+
+def saved_width(reset_after: bool, layer_norm: bool, H: int) -> int:
+    """Values saved per (t, b) by forward: the gates, then 3H normalised values and 2 rstd with a norm."""
+    return layer_norm_offset(reset_after, H) + (3 * H + 2 if layer_norm else 0)
+
+
 @dataclass(frozen=True)
 class CellSpec:
     """What the cell computes beyond the plain GRU equations; the defaults are the plain GRU."""

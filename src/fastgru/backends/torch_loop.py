@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import LN_EPS, PLAIN, CellSpec
+from . import LN_EPS, PLAIN, CellSpec, layer_norm_offset, saved_width
 
 SUPPORTS_CELL_OPTIONS = True
 
@@ -87,7 +87,7 @@ def recurrence_forward(
     gate, cand = activation(spec.gate_activation, spec), activation(spec.candidate_activation, spec)
     buf = gi.new_empty(T + 1, B, H)
     buf[T if reverse else 0] = h0
-    width = (4 if reset_after else 3) * H + (3 * H + 2 if ln_gain is not None else 0)
+    width = saved_width(reset_after, ln_gain is not None, H)
     gates = gi.new_empty(T, B, width) if save else gi.new_empty(0)
     bias = b_hh if b_hh is not None else gi.new_zeros(3 * H)
     for t, i, o in _slots(T, reverse):
@@ -151,7 +151,7 @@ def recurrence_backward(
     dgi = buf.new_empty(T, B, 3 * H)
     dgh_n = buf.new_empty(T, B, H) if reset_after else buf.new_empty(0)
     dpre = buf.new_empty(T, B, 3 * H) if ln_gain is not None else None
-    ln_at = (4 if reset_after else 3) * H
+    ln_at = layer_norm_offset(reset_after, H)
     dh = torch.zeros_like(buf[0])
     steps = list(_slots(T, reverse))
     for t, i, o in reversed(steps):
