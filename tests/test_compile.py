@@ -40,17 +40,21 @@ def test_opcheck_custom_op():
     args = (torch.randn(T, B, I, requires_grad=True), torch.randn(B, H, requires_grad=True),
             torch.randn(3 * H, I, requires_grad=True), torch.randn(3 * H, H, requires_grad=True),
             torch.randn(3 * H, requires_grad=True), torch.randn(3 * H, requires_grad=True),
-            None, torch.tensor([3, 1]), None, None, True, False, True, "auto", functional._spec_key(PLAIN))
+            None, None, torch.tensor([3, 1]), None, None, True, False, True, "auto", functional._spec_key(PLAIN))
     torch.library.opcheck(torch.ops.fastgru.recurrence.default, args)
     rec_mask = (torch.rand(B, H) > 0.3).float() / 0.7
     zone_mask = (torch.rand(T, B, H) > 0.5).float()
     spec = functional._spec_key(CellSpec(gate_activation="hard_sigmoid", candidate_activation="softsign"))
-    args = (*args[:6], None, None, rec_mask, zone_mask, False, True, True, "auto", spec)
+    args = (*args[:6], None, None, None, rec_mask, zone_mask, False, True, True, "auto", spec)
     torch.library.opcheck(torch.ops.fastgru.recurrence.default, args)
-    # layer norm, gi given directly (w_ih None), both variants
+    # layer norm, gi given directly (w_ih None), and with the input-side norm fused, both variants
     gain = torch.rand(3 * H, requires_grad=True) + 0.5
+    gain_ih = torch.rand(3 * H, requires_grad=True) + 0.5
     for reset_after in (True, False):
         gi = torch.randn(T, B, 3 * H, requires_grad=True)
-        ln_args = (gi, args[1], None, args[3], None, args[5], gain, None, None, None, reset_after, False, True,
+        ln_args = (gi, args[1], None, args[3], None, args[5], gain, None, None, None, None, reset_after, False, True,
                    "auto", functional._spec_key(PLAIN))
         torch.library.opcheck(torch.ops.fastgru.recurrence.default, ln_args)
+        fused_args = (*args[:6], gain, gain_ih, torch.tensor([3, 2]), None, None, reset_after, False, True,
+                      "auto", functional._spec_key(PLAIN))
+        torch.library.opcheck(torch.ops.fastgru.recurrence.default, fused_args)

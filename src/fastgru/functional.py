@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import backends
-from .backends import LN_EPS, PLAIN, CellSpec, layer_norm_offset, saved_width
+from .backends import PLAIN, CellSpec, layer_norm_offset, row_norm, saved_width
 from .validation import check_finite, check_hidden, check_input, check_lengths, check_weights
 
 Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
@@ -71,6 +71,7 @@ def _recurrence(
     b_ih: Tensor | None,
     b_hh: Tensor | None,
     ln_gain: Tensor | None,
+    ln_gain_ih: Tensor | None,
     lengths: Tensor | None,
     rec_mask: Tensor | None,
     zone_mask: Tensor | None,
@@ -79,25 +80,46 @@ def _recurrence(
     save: bool,
     backend: str,
     spec: str,
-) -> tuple[Tensor, Tensor]:
-    """x (T, B, I) projected by w_ih/b_ih, or already the gate inputs gi (T, B, 3H) when w_ih is None."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """x (T, B, I) projected by w_ih/b_ih, or already the gate inputs gi (T, B, 3H) when w_ih is None.
+
+    ln_gain_ih: layer-normalise the projections (b_ih is the norm's shift), in place in the projection
+    buffer. Returns (buf, gates, xhat, rstd); the last two are the input norm's saved values when saving
+    (xhat (T, B, 3H), rstd (T*B,)), else empty.
+    """
     impl, options = _backend_and_options(x, backend, spec, rec_mask, zone_mask, ln_gain)
+    xhat, rstd = _empty(x), _empty(x)
     if w_ih is None:
         gi = x
-    elif hasattr(impl, "project"):  # the backend places gi itself (workspace reuse for inference)
-        gi = impl.project(x, w_ih, b_ih, reuse=not save)
     else:
-        gi = _project(x, w_ih, b_ih)
-    return impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, **options)
+        shift = None if ln_gain_ih is not None else b_ih  # with a norm, b_ih is applied after it
+        if hasattr(impl, "project"):  # the backend places gi itself (workspace reuse for inference)
+            gi = impl.project(x, w_ih, shift, reuse=not save)
+        else:
+            gi = _project(x, w_ih, shift)
+        if ln_gain_ih is not None and not save:
+            row_norm.normalize_(gi, ln_gain_ih, b_ih, keep_xhat=False)
+        elif ln_gain_ih is not None:
+            rstd = row_norm.normalize_(gi, ln_gain_ih, None, keep_xhat=True)
+            xhat = gi
+            if getattr(impl, "SUPPORTS_INPUT_NORM", False):  # the kernel applies gain and shift per row
+                options = dict(options, gi_gain=ln_gain_ih, gi_bias=b_ih)
+            else:
+                gi = xhat * ln_gain_ih if b_ih is None else torch.addcmul(b_ih, xhat, ln_gain_ih)
+    buf, gates = impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, **options)
+    return buf, gates, xhat, rstd
 
 
 @_recurrence.register_fake
-def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, lengths, rec_mask, zone_mask, reset_after, reverse, save,
-                     backend, spec):
+def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, ln_gain_ih, lengths, rec_mask, zone_mask, reset_after,
+                     reverse, save, backend, spec):
     T, B, _ = x.shape
     H = w_hh.shape[1]
     gates = x.new_empty(T, B, saved_width(reset_after, ln_gain is not None, H)) if save else _empty(x)
-    return x.new_empty(T + 1, B, H), gates
+    normed = save and ln_gain_ih is not None
+    xhat = x.new_empty(T, B, 3 * H) if normed else _empty(x)
+    rstd = x.new_empty(T * B) if normed else _empty(x)
+    return x.new_empty(T + 1, B, H), gates, xhat, rstd
 
 
 @torch.library.custom_op("fastgru::recurrence_backward", mutates_args=())
@@ -109,6 +131,9 @@ def _recurrence_backward(
     buf: Tensor,
     gates: Tensor,
     ln_gain: Tensor | None,
+    ln_gain_ih: Tensor | None,
+    in_xhat: Tensor,
+    in_rstd: Tensor,
     lengths: Tensor | None,
     rec_mask: Tensor | None,
     zone_mask: Tensor | None,
@@ -119,10 +144,10 @@ def _recurrence_backward(
     need_dx: bool,
     backend: str,
     spec: str,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """BPTT in the backend, then every weight gradient as large GEMMs / reductions over T*B rows.
 
-    Returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, d ln_gain); empty tensors for absent ones.
+    Returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, d ln_gain, d ln_gain_ih); empty tensors for absent ones.
     """
     impl, options = _backend_and_options(x, backend, spec, rec_mask, zone_mask, ln_gain)
     dgi, dgh_n, dh0, *rest = impl.recurrence_backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, **options)
@@ -135,12 +160,6 @@ def _recurrence_backward(
     if rec_mask is not None:  # the cell saw h_{t-1} * mask
         h_prev = h_prev * rec_mask
     h_prev = h_prev.reshape(T * B, H)
-    if w_ih is None:  # x was gi itself
-        dx, dw_ih, db_ih = (dgi if need_dx else _empty(x)), _empty(x), _empty(x)
-    else:
-        dx = (dg @ w_ih).view(T, B, I) if need_dx else _empty(x)
-        dw_ih = dg.t() @ x.reshape(T * B, I)
-        db_ih = dg.sum(0) if has_bias_ih else _empty(x)
     # d of the recurrent pre-activations as the gates see them (after any layer norm): r, z parts equal
     # the input side's; the n part is dgh_n (reset_after) or the input side's (Cho 2014).
     dn_h = dgh_n.view(T * B, H) if reset_after else dg[:, 2 * H :]
@@ -157,13 +176,24 @@ def _recurrence_backward(
         ln_at = layer_norm_offset(reset_after, H)
         xhat = gates.view(T * B, -1)[:, ln_at : ln_at + 3 * H]
         dgain = torch.cat(((dg[:, : 2 * H] * xhat[:, : 2 * H]).sum(0), (dn_h * xhat[:, 2 * H :]).sum(0)))
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain
+    dgain_ih = _empty(x)
+    if w_ih is None:  # x was gi itself
+        dx, dw_ih, db_ih = (dgi if need_dx else _empty(x)), _empty(x), _empty(x)
+        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain, dgain_ih
+    if ln_gain_ih is not None:  # through the input norm, in place: dg becomes d(projection) (used above first)
+        dgain_ih, db_ih = row_norm.normalize_backward_(dg, in_xhat.view(T * B, 3 * H), in_rstd, ln_gain_ih)
+        db_ih = db_ih if has_bias_ih else _empty(x)
+    else:
+        db_ih = dg.sum(0) if has_bias_ih else _empty(x)
+    dx = (dg @ w_ih).view(T, B, I) if need_dx else _empty(x)
+    dw_ih = dg.t() @ x.reshape(T * B, I)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain, dgain_ih
 
 
 @_recurrence_backward.register_fake
 def _recurrence_backward_fake(
-    dbuf, x, w_ih, w_hh, buf, gates, ln_gain, lengths, rec_mask, zone_mask, reset_after, reverse, has_bias_ih,
-    has_bias_hh, need_dx, backend, spec,
+    dbuf, x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, in_xhat, in_rstd, lengths, rec_mask, zone_mask, reset_after,
+    reverse, has_bias_ih, has_bias_hh, need_dx, backend, spec,
 ):
     T, B, I = x.shape
     H = w_hh.shape[1]
@@ -172,31 +202,33 @@ def _recurrence_backward_fake(
     db_ih = x.new_empty(3 * H) if has_bias_ih and w_ih is not None else _empty(x)
     db_hh = x.new_empty(3 * H) if has_bias_hh else _empty(x)
     dgain = x.new_empty(3 * H) if ln_gain is not None else _empty(x)
-    return dx, x.new_empty(B, H), dw_ih, w_hh.new_empty(3 * H, H), db_ih, db_hh, dgain
+    dgain_ih = x.new_empty(3 * H) if ln_gain_ih is not None and w_ih is not None else _empty(x)
+    return dx, x.new_empty(B, H), dw_ih, w_hh.new_empty(3 * H, H), db_ih, db_hh, dgain, dgain_ih
 
 
 def _setup_context(ctx, inputs, output):
-    (x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, lengths, rec_mask, zone_mask, reset_after, reverse, save, backend,
-     spec) = inputs
-    buf, gates = output
+    (x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, ln_gain_ih, lengths, rec_mask, zone_mask, reset_after, reverse, save,
+     backend, spec) = inputs
+    buf, gates, xhat, rstd = output
     ctx.unsaved = not save
-    # gates is an internal output: never differentiated, and no zero gradient of its size is built for it
-    ctx.mark_non_differentiable(gates)
+    # internal outputs: never differentiated, and no zero gradient of their size is built for them
+    ctx.mark_non_differentiable(gates, xhat, rstd)
     ctx.set_materialize_grads(False)
     if save:
-        ctx.save_for_backward(x, w_ih, w_hh, buf, gates, ln_gain, lengths, rec_mask, zone_mask)
+        ctx.save_for_backward(x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, xhat, rstd, lengths, rec_mask,
+                              zone_mask)
         ctx.flags = (reset_after, reverse, b_ih is not None, b_hh is not None, backend, spec)
 
 
-def _backward(ctx, dbuf, dgates):
+def _backward(ctx, dbuf, dgates, dxhat, drstd):
     if ctx.unsaved:
         raise RuntimeError("fastgru: backward through a recurrence run with save=False (an inference call)")
-    x, w_ih, w_hh, buf, gates, ln_gain, lengths, rec_mask, zone_mask = ctx.saved_tensors
+    x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, xhat, rstd, lengths, rec_mask, zone_mask = ctx.saved_tensors
     reset_after, reverse, has_b_ih, has_b_hh, backend, spec = ctx.flags
     if dbuf is None:
         dbuf = torch.zeros_like(buf)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain = _recurrence_backward(
-        dbuf.contiguous(), x, w_ih, w_hh, buf, gates, ln_gain, lengths, rec_mask, zone_mask,
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain, dgain_ih = _recurrence_backward(
+        dbuf.contiguous(), x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, xhat, rstd, lengths, rec_mask, zone_mask,
         reset_after, reverse, has_b_ih, has_b_hh, ctx.needs_input_grad[0], backend, spec,
     )
     need = ctx.needs_input_grad
@@ -208,6 +240,7 @@ def _backward(ctx, dbuf, dgates):
         db_ih if has_b_ih and w_ih is not None else None,
         db_hh if has_b_hh else None,
         dgain if ln_gain is not None else None,
+        dgain_ih if ln_gain_ih is not None and w_ih is not None else None,
         None, None, None, None, None, None, None, None,
     )
 
@@ -255,15 +288,9 @@ def gru_layer(
     if lengths is not None:
         lengths = lengths.to(device=x.device, dtype=torch.int64)
     save = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, *(layer_norm or ()))
-    if layer_norm is not None:  # input-side norm over the 3H projections, shifted by b_ih (autograd)
-        gain_ih, ln_gain = layer_norm
-        B = x.shape[1]
-        gi = F.layer_norm(x.reshape(T * B, -1) @ w_ih.t(), (w_ih.shape[0],), gain_ih, b_ih, LN_EPS)
-        x, w_ih, b_ih = gi.view(T, B, -1), None, None
-    else:
-        ln_gain = None
-    buf, _ = _recurrence(
-        x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, ln_gain, lengths,
+    gain_ih, ln_gain = layer_norm if layer_norm is not None else (None, None)
+    buf, *_ = _recurrence(
+        x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, ln_gain, gain_ih, lengths,
         None if rec_mask is None else rec_mask.contiguous(), None if zone_mask is None else zone_mask.contiguous(),
         reset_after, reverse, save, backend, _spec_key(spec),
     )

@@ -23,6 +23,7 @@ from torch import Tensor
 from . import ACTIVATIONS, PLAIN, CellSpec
 
 SUPPORTS_CELL_OPTIONS = True
+SUPPORTS_INPUT_NORM = True  # recurrence_forward takes gi_gain / gi_bias
 
 _SOURCE = Path(__file__).parent / "csrc" / "gru_cpu.cpp"
 _lock = threading.Lock()
@@ -162,11 +163,15 @@ def recurrence_forward(
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
     ln_gain: Tensor | None = None,
+    gi_gain: Tensor | None = None,
+    gi_bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
+    """gi_gain / gi_bias: gi holds layer-normalised projections; the cell reads gi * gi_gain + gi_bias."""
     ext = load()
     buf, gates = ext.forward(
         gi.contiguous(), h0.contiguous(), w_hh.contiguous(), _contig(b_hh), _contig(lengths),
         reset_after, reverse, save, *_options(rec_mask, zone_mask, spec), _contig(ln_gain),
+        _contig(gi_gain), _contig(gi_bias),
     )
     return buf, gates
 

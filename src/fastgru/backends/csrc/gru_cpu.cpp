@@ -142,6 +142,8 @@ struct Cell {
   T zone_p;            // zoneout keep probability used when zone_mask is null (eval); 0 = off
   T hs_alpha, hs_beta; // hard_sigmoid(x) = clamp(alpha * x + beta, 0, 1)
   const T* ln_gain;    // (3H) gain of the recurrent layer norm, or null (no layer norm)
+  const T* gi_gain;    // (3H) gain of the input layer norm: the cell reads gi * gi_gain + gi_bias; or null
+  const T* gi_bias;    // (3H) shift of the input layer norm (zeros without a bias); set with gi_gain
   bool zoneout() const { return zone_mask != nullptr || zone_p != T(0); }
   T keep(int64_t t, int64_t B, int64_t H, int64_t b, int64_t j) const {
     return zone_mask ? zone_mask[(t * B + b) * H + j] : zone_p;
@@ -239,6 +241,18 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
   T* gh = gh_t.data_ptr<T>();
   T* rh = rh_t.data_ptr<T>();
   T* hm_buf = c.rec_mask ? hm_t.data_ptr<T>() : nullptr;
+  // With an input layer norm, gi holds the normalised projections; row b's gain-and-shift values go to
+  // row b of gin (in cache) before the cell reads them.
+  at::Tensor gin_t = c.gi_gain ? at::empty({B, G3}, gi.options()) : at::Tensor();
+  T* gin = c.gi_gain ? gin_t.data_ptr<T>() : nullptr;
+  auto input_row = [&](const T* git, int64_t b) -> const T* {
+    const T* g = git + b * G3;
+    if (!c.gi_gain) return g;
+    T* o = gin + b * G3;
+#pragma omp simd
+    for (int64_t j = 0; j < G3; ++j) o[j] = g[j] * c.gi_gain[j] + c.gi_bias[j];
+    return o;
+  };
   const SmallGemmThreads threads(2.0 * B * G3 * H);
   const RecurrentGemm<T> gemm_all(reset_after ? B : 0, G3, H, w, H, true);          // h @ W_hh^T
   const RecurrentGemm<T> gemm_rz(reset_after ? 0 : B, 2 * H, H, w, H, true);         // h @ W_hr,hz^T
@@ -281,7 +295,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
             ln_forward(gh + b * G3, G3, c.ln_gain, svb + ln_at, svb + ln_at + G3);
             svb[ln_at + G3 + 1] = T(0);  // one normalised block: the second rstd slot is unused
           }
-          const T* g = git + b * G3;
+          const T* g = input_row(git, b);
           const T* q = gh + b * G3;
           const T* h = hm + b * H;
           T* o = staged ? rh + b * H : h_out + b * H;
@@ -309,7 +323,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
             T* svb = sv + b * gw;
             ln_forward(gh + b * G3, 2 * H, c.ln_gain, svb + ln_at, svb + ln_at + G3);
           }
-          const T* g = git + b * G3;
+          const T* g = input_row(git, b);
           T* q = gh + b * G3;
           const T* h = hm + b * H;
           T* x = rh + b * H;
@@ -332,7 +346,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
             T* svb = sv + b * gw;
             ln_forward(gh + b * G3 + 2 * H, H, c.ln_gain + 2 * H, svb + ln_at + 2 * H, svb + ln_at + G3 + 1);
           }
-          const T* g = git + b * G3;
+          const T* g = c.gi_gain ? gin + b * G3 : git + b * G3;  // the first pass filled gin's row
           const T* q = gh + b * G3;
           const T* h = hm + b * H;
           T* o = staged ? rh + b * H : h_out + b * H;
@@ -608,9 +622,9 @@ void dispatch_activations(int64_t gate, int64_t cand, const F& fn) {
 template <typename T>
 Cell<T> make_cell(const T* b_hh, const c10::optional<at::Tensor>& lengths, const c10::optional<at::Tensor>& rec_mask,
                   const c10::optional<at::Tensor>& zone_mask, double zone_p, double hs_alpha, double hs_beta,
-                  const c10::optional<at::Tensor>& ln_gain) {
+                  const c10::optional<at::Tensor>& ln_gain, const T* gi_gain = nullptr, const T* gi_bias = nullptr) {
   return Cell<T>{b_hh, lengths_ptr(lengths), optional_ptr<T>(rec_mask, "rec_mask"), optional_ptr<T>(zone_mask, "zone_mask"),
-                 T(zone_p), T(hs_alpha), T(hs_beta), optional_ptr<T>(ln_gain, "ln_gain")};
+                 T(zone_p), T(hs_alpha), T(hs_beta), optional_ptr<T>(ln_gain, "ln_gain"), gi_gain, gi_bias};
 }
 
 std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, const at::Tensor& w_hh,
@@ -618,7 +632,8 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
                                 bool reset_after, bool reverse, bool save, const c10::optional<at::Tensor>& rec_mask,
                                 const c10::optional<at::Tensor>& zone_mask, double zone_p, int64_t gate_act,
                                 int64_t cand_act, double hs_alpha, double hs_beta,
-                                const c10::optional<at::Tensor>& ln_gain) {
+                                const c10::optional<at::Tensor>& ln_gain, const c10::optional<at::Tensor>& gi_gain,
+                                const c10::optional<at::Tensor>& gi_bias) {
   check_inputs(gi, "gi");
   check_inputs(h0, "h0");
   check_inputs(w_hh, "w_hh");
@@ -632,8 +647,12 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
   AT_DISPATCH_FLOATING_TYPES(gi.scalar_type(), "fastgru_forward", [&] {
     const bool has_bias = b_hh.has_value() && b_hh->defined();
     at::Tensor bias = has_bias ? b_hh->contiguous() : at::zeros({3 * H}, gi.options());
+    const scalar_t* in_gain = optional_ptr<scalar_t>(gi_gain, "gi_gain");
+    at::Tensor in_bias = (gi_bias.has_value() && gi_bias->defined()) ? gi_bias->contiguous()
+                                                                     : at::zeros({3 * H}, gi.options());
     const Cell<scalar_t> c = make_cell<scalar_t>(bias.data_ptr<scalar_t>(), lengths, rec_mask, zone_mask, zone_p,
-                                                 hs_alpha, hs_beta, ln_gain);
+                                                 hs_alpha, hs_beta, ln_gain, in_gain,
+                                                 in_gain ? in_bias.data_ptr<scalar_t>() : nullptr);
     dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
       forward_impl<scalar_t, GA, CA>(gi, w_hh, c, reset_after, save, buf, gates, s);
     });
@@ -667,6 +686,90 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   });
   if (layer_norm) return {dgi, dgh_n, dh0, dgh_pre};
   return {dgi, dgh_n, dh0};
+}
+
+// Layer norm over each row of v (rows, N), in place: v <- xhat (keep_xhat, for training: the cell then
+// applies gain and shift itself) or xhat * gain + bias (inference). Returns rstd per row.
+at::Tensor norm_rows(at::Tensor& v, const at::Tensor& gain, const c10::optional<at::Tensor>& bias, bool keep_xhat,
+                     double eps) {
+  check_inputs(v, "v");
+  check_inputs(gain, "gain");
+  const int64_t N = v.size(-1), rows = v.numel() / N;
+  at::Tensor rstd = at::empty({rows}, v.options());
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "fastgru_norm_rows", [&] {
+    using T = scalar_t;
+    T* vp = v.data_ptr<T>();
+    T* rp = rstd.data_ptr<T>();
+    const T* g = gain.data_ptr<T>();
+    const T* bb = optional_ptr<T>(bias, "bias");
+    for_rows(rows, N, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        T* x = vp + r * N;
+        T mean = 0, var = 0;
+        _Pragma("omp simd reduction(+ : mean)")
+        for (int64_t j = 0; j < N; ++j) mean += x[j];
+        mean /= T(N);
+        _Pragma("omp simd reduction(+ : var)")
+        for (int64_t j = 0; j < N; ++j) var += (x[j] - mean) * (x[j] - mean);
+        const T rs = T(1) / std::sqrt(var / T(N) + T(eps));
+        rp[r] = rs;
+        if (keep_xhat) {
+        _Pragma("omp simd")
+          for (int64_t j = 0; j < N; ++j) x[j] = (x[j] - mean) * rs;
+        } else {
+        _Pragma("omp simd")
+          for (int64_t j = 0; j < N; ++j) x[j] = (x[j] - mean) * rs * g[j] + (bb ? bb[j] : T(0));
+        }
+      }
+    });
+  });
+  return rstd;
+}
+
+// Backward of norm_rows: dy (rows, N), the gradient of xhat * gain + bias, becomes in place the gradient of
+// the rows before the norm. Returns {dgain, dbias}, each summed over rows in per-chunk partials.
+std::vector<at::Tensor> norm_rows_backward(at::Tensor& dy, const at::Tensor& xhat, const at::Tensor& rstd,
+                                           const at::Tensor& gain) {
+  check_inputs(dy, "dy");
+  check_inputs(xhat, "xhat");
+  check_inputs(rstd, "rstd");
+  check_inputs(gain, "gain");
+  const int64_t N = dy.size(-1), rows = dy.numel() / N;
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
+  at::Tensor partial = at::zeros({chunks, 2, N}, dy.options());
+  AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "fastgru_norm_rows_backward", [&] {
+    using T = scalar_t;
+    T* dp = dy.data_ptr<T>();
+    const T* xp = xhat.data_ptr<T>();
+    const T* rp = rstd.data_ptr<T>();
+    const T* g = gain.data_ptr<T>();
+    T* pp = partial.data_ptr<T>();
+    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t ch = c0; ch < c1; ++ch) {
+        T* dgain = pp + ch * 2 * N;
+        T* dbias = dgain + N;
+        for (int64_t r = rows * ch / chunks; r < rows * (ch + 1) / chunks; ++r) {
+          T* d = dp + r * N;
+          const T* xh = xp + r * N;
+          T m1 = 0, m2 = 0;
+        _Pragma("omp simd reduction(+ : m1, m2)")
+          for (int64_t j = 0; j < N; ++j) {
+            dgain[j] += d[j] * xh[j];
+            dbias[j] += d[j];
+            const T dx = d[j] * g[j];
+            m1 += dx;
+            m2 += dx * xh[j];
+          }
+          m1 /= T(N);
+          m2 /= T(N);
+          const T rs = rp[r];
+        _Pragma("omp simd")
+          for (int64_t j = 0; j < N; ++j) d[j] = rs * (d[j] * g[j] - m1 - xh[j] * m2);
+        }
+      }
+    });
+  });
+  return {partial.select(1, 0).sum(0), partial.select(1, 1).sum(0)};  // two separate tensors
 }
 
 // One time step of a stacked unidirectional GRU for streaming inference (no autograd): layer by layer,
@@ -791,4 +894,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "GRU recurrence forward (fused CPU)");
   m.def("backward", &backward, "GRU recurrence backward / BPTT (fused CPU)");
   m.def("step", &step, "One streaming time step of a stacked GRU (inference)");
+  m.def("norm_rows", &norm_rows, "Row-wise layer norm in place (input projections of a LayerNormGRU)");
+  m.def("norm_rows_backward", &norm_rows_backward, "Backward of norm_rows, in place on the gradient");
 }
