@@ -31,6 +31,25 @@ def test_step_equals_full_sequence(config, batch):
     assert rel_err(stream.state, h) < 1e-5
 
 
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_step_split_over_threads_equals_full_sequence(reset_after, threads):
+    """At streaming sizes large enough the kernel splits the hidden units over threads (odd sizes too)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        m = fastgru.nn.GRU(72, 136, num_layers=2, reset_after=reset_after).eval()
+        x, h0 = torch.randn(20, 1, 72), torch.randn(2, 1, 136)
+        with torch.no_grad():
+            y, h = m(x, h0)
+            stream = fastgru.nn.Stream(m, h0)
+            ys = torch.stack([stream(x[t]) for t in range(20)])
+    finally:
+        torch.set_num_threads(old)
+    assert rel_err(ys, y) < 1e-5
+    assert rel_err(stream.state, h) < 1e-5
+
+
 def test_step_unbatched_and_with_grad_falls_back_to_differentiable_path():
     m = fastgru.nn.GRU(4, 6, num_layers=2).eval()
     x = torch.randn(5, 4)

@@ -805,17 +805,106 @@ void small_rows_gemm(int64_t B, int64_t N, int64_t K, const T* A, const T* WT, i
   }
 }
 
+// Streaming step at batch 1-2, split over hidden units: thread k computes the r, z, n columns of its
+// units [u0, u1) from both products and then those units' new state, so no thread waits for another
+// within a layer (reset_after); the reset-before variant and each next layer wait at a barrier. Small
+// problems run on one thread: a parallel region costs about a microsecond.
+template <typename T, int GA, int CA>
+void step_units(const at::Tensor& x, const at::Tensor& state, const std::vector<at::Tensor>& weights,
+                bool reset_after, const Cell<T>& c0, at::Tensor& out, T* gi, T* gh, T* rh) {
+  const int64_t L = state.size(0), B = state.size(1), H = state.size(2), G3 = 3 * H;
+  const int64_t I = x.size(1);
+  const double macs = double(B) * G3 * (std::max(I, H) + H);
+  constexpr int64_t kAlign = 16;  // units per thread in multiples of 16 floats (whole vector registers)
+  const int64_t nt = macs >= 65536.0 ? std::min<int64_t>(at::get_num_threads(), H / 32) : 1;
+  auto run = [&](int64_t k, int64_t nthreads) {
+    const int64_t per = (H + nthreads - 1) / nthreads;
+    const int64_t u0 = std::min(H, (per * k + kAlign - 1) / kAlign * kAlign);
+    const int64_t u1 = k == nthreads - 1 ? H : std::min(H, (per * (k + 1) + kAlign - 1) / kAlign * kAlign);
+    const int64_t nu = u1 - u0;
+    const T* in = x.data_ptr<T>();
+    int64_t in_size = I;
+    for (int64_t l = 0; l < L; ++l) {
+      const T* w_ih = weights[4 * l].data_ptr<T>();
+      const T* w = weights[4 * l + 1].data_ptr<T>();
+      const T* b_ih = weights[4 * l + 2].data_ptr<T>();
+      const T* bh = weights[4 * l + 3].data_ptr<T>();
+      const T* hp = state.data_ptr<T>() + l * B * H;
+      T* o_all = out.data_ptr<T>() + l * B * H;
+      if (nu > 0) {
+        for (int64_t g = 0; g < 3; ++g)
+          small_rows_gemm<T>(B, nu, in_size, in, w_ih + g * H + u0, G3, gi + g * H + u0, G3);
+        for (int64_t g = 0; g < (reset_after ? 3 : 2); ++g)
+          small_rows_gemm<T>(B, nu, H, hp, w + g * H + u0, G3, gh + g * H + u0, G3);
+      }
+      if (!reset_after) {
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t j = u0; j < u1; ++j) {
+            const T r = act<GA>(gi[b * G3 + j] + b_ih[j] + gh[b * G3 + j] + bh[j], c0);
+            rh[b * H + j] = r * hp[b * H + j];
+          }
+        if (nthreads > 1) {
+#pragma omp barrier
+        }
+        if (nu > 0) small_rows_gemm<T>(B, nu, H, rh, w + 2 * H + u0, G3, gh + 2 * H + u0, G3);
+      }
+      const T keep = c0.zone_p;
+      for (int64_t b = 0; b < B; ++b) {
+        const T* g = gi + b * G3;
+        const T* q = gh + b * G3;
+        const T* h = hp + b * H;
+        T* o = o_all + b * H;
+        if (reset_after) {
+#pragma omp simd
+          for (int64_t j = u0; j < u1; ++j) {
+            const T r = act<GA>(g[j] + b_ih[j] + q[j] + bh[j], c0);
+            const T z = act<GA>(g[H + j] + b_ih[H + j] + q[H + j] + bh[H + j], c0);
+            const T n = act<CA>(g[2 * H + j] + b_ih[2 * H + j] + r * (q[2 * H + j] + bh[2 * H + j]), c0);
+            o[j] = keep * h[j] + (T(1) - keep) * (n + z * (h[j] - n));
+          }
+        } else {
+#pragma omp simd
+          for (int64_t j = u0; j < u1; ++j) {
+            const T z = act<GA>(g[H + j] + b_ih[H + j] + q[H + j] + bh[H + j], c0);
+            const T n = act<CA>(g[2 * H + j] + b_ih[2 * H + j] + q[2 * H + j] + bh[2 * H + j], c0);
+            o[j] = keep * h[j] + (T(1) - keep) * (n + z * (h[j] - n));
+          }
+        }
+      }
+      if (nthreads > 1 && l + 1 < L) {
+#pragma omp barrier
+      }
+      in = o_all;
+      in_size = H;
+    }
+  };
+  if (nt <= 1) {
+    run(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int64_t got = omp_get_num_threads();  // may be fewer than asked; every thread takes its share
+    run(omp_get_thread_num(), got);
+  }
+}
+
 template <typename T, int GA, int CA>
 void step_impl(const at::Tensor& x, const at::Tensor& state, const std::vector<at::Tensor>& weights,
                bool reset_after, const Cell<T>& c0, at::Tensor& out) {
   const int64_t L = state.size(0), B = state.size(1), H = state.size(2), G3 = 3 * H;
-  at::Tensor gi_t = at::empty({B, G3}, x.options());
-  at::Tensor gh_t = at::empty({B, G3}, x.options());
-  at::Tensor rh_t = at::empty({B, H}, x.options());
-  T* gi = gi_t.data_ptr<T>();
-  T* gh = gh_t.data_ptr<T>();
-  T* rh = rh_t.data_ptr<T>();
-  const bool tiny = B <= 2;  // streaming: own dot products, no BLAS call, no thread switching
+  // Scratch kept per thread across calls: at streaming sizes three tensor allocations per step are a
+  // measurable part of its few microseconds.
+  thread_local std::vector<T> scratch;
+  scratch.resize(static_cast<size_t>(B * (2 * G3 + H)));
+  T* gi = scratch.data();
+  T* gh = gi + B * G3;
+  T* rh = gh + B * G3;
+  const bool tiny = B <= 2;  // streaming: own dot products, no BLAS call
+  if (tiny) {
+    step_units<T, GA, CA>(x, state, weights, reset_after, c0, out, gi, gh, rh);
+    return;
+  }
   const SmallGemmThreads threads(tiny ? 1e12 : 2.0 * B * G3 * H);
   // C = A @ op, where the column block [col, col + N) of WT (K, ldw) is op
   auto gemm = [&](int64_t M, int64_t N, int64_t K, const T* A, const T* WT, int64_t ldw, T* C, int64_t ldc) {
