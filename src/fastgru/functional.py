@@ -318,7 +318,13 @@ class LayerMasks:
 def _dropout_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor | None:
     if p <= 0:
         return None
-    return torch.bernoulli(torch.full(shape, 1 - p, dtype=like.dtype, device=like.device)) / (1 - p)
+    return _bernoulli(shape, 1 - p, like).div_(1 - p)
+
+
+def _bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+    """0/1 mask with P(1) = p, drawn in place (no (shape)-sized tensor of probabilities first: at
+    zoneout's (T, B, H) that copy cost as much as the draw)."""
+    return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(p)
 
 
 def draw_masks(
@@ -339,7 +345,7 @@ def draw_masks(
         for _ in range(2 if bidirectional else 1):
             zone = None
             if zoneout > 0:
-                zone = torch.bernoulli(torch.full((T, B, hidden_size), zoneout, dtype=input.dtype, device=input.device))
+                zone = _bernoulli((T, B, hidden_size), zoneout, input)
             masks.append(LayerMasks(
                 input=_dropout_mask((B, size), input_dropout, input),
                 recurrent=_dropout_mask((B, hidden_size), recurrent_dropout, input),
