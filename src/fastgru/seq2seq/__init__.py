@@ -1,0 +1,27 @@
+"""Sequence-to-sequence translation with GRUs: the RNN encoder-decoder of Cho et al. (2014) and its
+additive-attention form (Bahdanau, Cho, Bengio 2015), trained with scheduled teacher forcing and decoded
+greedily or by beam search. `fastgru translate` (fastgru.tasks.translate) is the command around it.
+
+Modules, one job each:
+
+- vocab:      normalisation, tokenisation, the word vocabulary (saved as JSON with the model)
+- pairs:      sentence-pair files (shipped Tatoeba eng-fra or a user's TSV), checks, split, padding
+- model:      Seq2SeqConfig, encoder (fastgru.nn.GRU with ``lengths=``), attention, decoder, Seq2Seq
+- training:   the per-token loss, the teacher-forcing schedule, Seq2SeqTrainer (fastgru's Trainer)
+- decode:     greedy and beam-search decoding
+- translator: model + vocabularies: translate sentences, save / load a folder
+- bleu:       sacrebleu corpus BLEU against all references of each source sentence
+- heatmap:    the attention heat-map of one sentence
+"""
+
+from .bleu import corpus_bleu, group_references
+from .decode import Decoded, beam_search, greedy
+from .model import Seq2Seq, Seq2SeqConfig
+from .pairs import SentencePairs, load_pairs, read_pairs, split_by_source
+from .training import Seq2SeqTrainer, sequence_loss, teacher_forcing_ratio, train_translator
+from .translator import Translator
+from .vocab import Vocab, normalize, tokenize
+
+__all__ = ["Decoded", "Seq2Seq", "Seq2SeqConfig", "Seq2SeqTrainer", "SentencePairs", "Translator", "Vocab",
+           "beam_search", "corpus_bleu", "greedy", "group_references", "load_pairs", "normalize", "read_pairs",
+           "sequence_loss", "split_by_source", "teacher_forcing_ratio", "tokenize", "train_translator"]
