@@ -300,7 +300,8 @@ def predict_files(model_dir: str | Path, files: Sequence[str | Path], *, stream:
 
 
 # -- the command line ----------------------------------------------------------------------------
-def _split_list(text: str | None, kind: type = str) -> tuple | None:
+def parse_list(text: str | None, kind: type = str) -> tuple | None:
+    """'a,b,c' -> ('a', 'b', 'c') (each converted by `kind`); None stays None."""
     if text is None:
         return None
     try:
@@ -354,9 +355,9 @@ def run_from_args(args: argparse.Namespace) -> Any:
         if args.stream:
             raise ValueError("--stream needs --model DIR and WAV files to classify")
         result = listen(
-            args.data, words=_split_list(args.words), accents=_split_list(args.accents),
-            variants=_split_list(args.variants), speeds=_split_list(args.speeds, int),
-            pitches=_split_list(args.pitches, int), cache_dir=args.cache_dir, hold_out=args.hold_out,
+            args.data, words=parse_list(args.words), accents=parse_list(args.accents),
+            variants=parse_list(args.variants), speeds=parse_list(args.speeds, int),
+            pitches=parse_list(args.pitches, int), cache_dir=args.cache_dir, hold_out=args.hold_out,
             test_fraction=args.test_fraction, val_fraction=args.val_fraction, sample_rate=args.sample_rate,
             n_mels=args.n_mels, resample=resample, cell=args.cell, hidden_size=args.hidden_size,
             num_layers=args.num_layers, dropout=args.dropout, epochs=args.epochs, patience=args.patience,
