@@ -44,7 +44,7 @@ from ..speech.listener import Listener
 from ..speech.split import GROUPINGS, split_by_speaker
 from ..speech.synth import SynthSettings, read_manifest, synthesize_words
 from ..train import SequenceData, TrainConfig, Trainer, seed_everything
-from ._common import check_outputs, format_table, write_csv
+from ._common import check_outputs, default_out, format_table, write_csv
 from .classify import _plot_confusion, confusion_matrix, macro_f1, pad
 from .forecast import add_model_args
 
@@ -134,7 +134,7 @@ def listen(
     accents, variants, speeds, pitches choose them; cache_dir is where they are kept).
     """
     t_start = time.perf_counter()
-    out = Path(out_dir) if out_dir is not None else Path("fastgru-out") / "listen"
+    out = Path(out_dir) if out_dir is not None else default_out("listen")
     settings = feature_settings(sample_rate, n_mels)
     if hold_out not in GROUPINGS:
         raise ValueError(f"hold_out must be one of {sorted(GROUPINGS)}, got {hold_out!r}")
@@ -182,6 +182,7 @@ def listen(
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, out_dir=str(out),
                       checkpoint_every=0, progress=progress)
     history = Trainer(model, cfg).fit(train, val)
+    model = model.cpu()  # the Trainer may have used a GPU; the saved listener works on the CPU
 
     source = "built-in synthetic words (espeak-ng)" if synth is not None else str(folder)
     listener = Listener(model, classes, settings, scaler, info={
@@ -233,7 +234,7 @@ def evaluate(model_dir: str | Path, data: str | Path, *, out_dir: str | Path | N
     if unknown:
         raise ValueError(f"{folder}: word(s) {unknown} (sub-folders) are not among the model's classes {classes}; "
                          "the model cannot name them: remove those sub-folders or train a model that knows them")
-    out = check_outputs(Path(out_dir) if out_dir is not None else Path("fastgru-out") / "listen-eval",
+    out = check_outputs(Path(out_dir) if out_dir is not None else default_out("listen-evaluate"),
                         EVAL_OUTPUTS, overwrite)
     frames, audio_notes = clip_features(clips, listener.features, resample=resample, progress=progress)
     index = {c: i for i, c in enumerate(classes)}
@@ -341,6 +342,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--n-mels", type=int, default=40, help="mel bands per frame (default 40)")
     p.add_argument("--no-resample", action="store_true",
                    help="refuse WAV files at a sample rate other than the model's instead of resampling them down")
+    p.add_argument("--out", help=f"output folder (default: {default_out('listen')} for training, "
+                                 f"{default_out('listen-evaluate')} for --model with --data)")
     add_model_args(p, hidden=64, epochs=40, patience=8, lr=3e-3)
     p.set_defaults(func=run_from_args, task="listen")
     return p
