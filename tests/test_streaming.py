@@ -105,6 +105,44 @@ def test_step_sees_weight_updates():
         assert rel_err(m.step(x)[0], y[0]) < 1e-5
 
 
+def test_stream_fast_path_follows_every_kind_of_weight_change():
+    """Stream's C++ stepper holds the parameters: in-place updates (optimizer), replaced Parameters,
+    replaced .data and a dtype change must all show in the next step."""
+    m = fastgru.nn.GRU(5, 6, num_layers=2).eval()
+    h0 = torch.randn(2, 1, 6)
+    x = torch.randn(1, 5)
+
+    def check(model, x, h0):
+        stream = fastgru.nn.Stream(model, h0)
+        with torch.no_grad():
+            y_stream = stream(x)
+            y_full, _ = model(x.unsqueeze(0), h0)
+        assert rel_err(y_stream, y_full[0]) < 1e-5
+        return y_stream
+
+    stream = fastgru.nn.Stream(m, h0)
+    first = stream(x)
+    with torch.no_grad():
+        m.weight_hh_l0.mul_(1.5)  # in place
+    second = stream.__class__(m, h0)(x)
+    assert not torch.equal(first, second)
+    check(m, x, h0)
+    m.weight_ih_l1 = torch.nn.Parameter(torch.randn(18, 6))  # a new Parameter object
+    check(m, x, h0)
+    m.weight_hh_l1.data = torch.randn(18, 6)  # new storage, no version bump
+    check(m, x, h0)
+    m.double()
+    check(m, x.double(), h0.double())
+    # one stream across an in-place update sees it at its next step
+    stream = fastgru.nn.Stream(m, h0.double())
+    stream(x.double())
+    with torch.no_grad():
+        m.bias_hh_l1.add_(1.0)
+        state = stream.state.clone()
+        expected, _ = m(x.double().unsqueeze(0), state)
+    assert rel_err(stream(x.double()), expected[0]) < 1e-12
+
+
 def test_stream_fast_path_offered_only_where_the_kernel_serves_the_model():
     assert fastgru.nn.Stream(fastgru.nn.GRU(3, 4).eval())._stepper is not None
     assert fastgru.nn.Stream(fastgru.nn.GRU(3, 4, backend="torch").eval())._stepper is None

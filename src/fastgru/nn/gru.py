@@ -135,26 +135,22 @@ class GRU(nn.Module):
             groups.append((ws[0], ws[1], ws[2], ws[3]) if self.bias else (ws[0], ws[1], None, None))
         return groups
 
-    def _step_weights(self) -> list[Tensor]:
-        """Per layer (W_ih^T, W_hh^T, b_ih, b_hh) for the streaming kernel (zero biases if bias=False).
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        # any change of a parameter object, option or mode: the streaming stepper is rebuilt on next use
+        self.__dict__["_stepper"] = None
 
-        The transposed copies are cached and rebuilt whenever a parameter is replaced or changed in
-        place (the key holds each parameter's identity and version counter), so they are never stale.
-        """
-        params = tuple(self._parameters.values())
-        first = params[0]
-        key = (params, [p._version for p in params], first.dtype, first.device)
-        cache = self.__dict__.get("_step_cache")
-        if cache is not None and cache[0] == key:
-            return cache[1]
-        weights = []
-        with torch.no_grad():
-            for w_ih, w_hh, b_ih, b_hh in self._groups():
-                zero = None if self.bias else w_hh.new_zeros(3 * self.hidden_size)
-                weights += [w_ih.t().contiguous(), w_hh.t().contiguous(), zero if b_ih is None else b_ih.detach(),
-                            zero if b_hh is None else b_hh.detach()]
-        self._step_cache = (key, weights)
-        return weights
+    def _regularized(self) -> bool:
+        return bool(self.input_dropout or self.recurrent_dropout or self.zoneout or self.dropout)
+
+    def _step_runner(self):
+        """The CPU kernel's Stepper for this model, built once and cached (it re-transposes the weights
+        itself when a parameter changes in place), or False where the kernel cannot serve the model."""
+        runner = self.__dict__.get("_stepper")
+        if runner is None:
+            runner = _build_step_runner(self)
+            self.__dict__["_stepper"] = runner
+        return runner
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
@@ -255,9 +251,15 @@ class GRU(nn.Module):
         full-sequence call's outputs. Unidirectional only; regularisation must be off (eval mode).
         Inference on a CPU runs one fused C++ call for all layers (a few microseconds).
         """
+        if state is not None and not torch.is_grad_enabled() and not (self.training and self._regularized()):
+            runner = self._step_runner()
+            if runner:  # the common streaming call: one C++ call does the checks and the step
+                result = runner(input, state)
+                if result is not None:
+                    return result[1], result[0]
         if self.bidirectional:
             raise GRUInputError("step() needs a unidirectional GRU: the reverse direction reads the future")
-        if self.training and (self.input_dropout or self.recurrent_dropout or self.zoneout or self.dropout):
+        if self.training and self._regularized():
             raise GRUInputError("step() draws no per-sequence masks: call model.eval() before streaming")
         unbatched = input.dim() == 1
         x = input.unsqueeze(0) if unbatched else input
@@ -276,54 +278,56 @@ class GRU(nn.Module):
         return (output.squeeze(0), new.squeeze(1)) if unbatched else (output, new)
 
     def _fused_stepper(self):
-        """See the module-level _fused_stepper (used by fastgru.nn.Stream)."""
-        return _fused_stepper(self)
+        """For fastgru.nn.Stream: a (x (B, I), state (L, B, H)) -> (new state, output) function with the
+        least per-call work, or None when the kernel cannot serve this model. The function returns None
+        for a call it cannot take (shapes, dtype, training with regularisation); Stream then uses step()."""
+        if not self._step_runner():
+            return None
+
+        def stepper(x: Tensor, state: Tensor):
+            if self.training and self._regularized():
+                return None
+            runner = self._step_runner()
+            return runner(x, state) if runner else None
+
+        return stepper
 
 
-def _fused_stepper(gru: GRU):
-    """For Stream: a (x (B, I), state (L, B, H)) -> new state function with the least per-call work, or
-    None when the fused kernel cannot serve this model. The function returns None for any call it cannot
-    take (wrong shapes or dtype, training with regularisation), and the caller then uses gru.step."""
+def _build_step_runner(gru: GRU):
+    """A C++ Stepper over gru's parameters, or False (bidirectional, layer norm, torch backend, not on a
+    CPU, no extension)."""
     if gru.bidirectional or gru.backend == "torch" or gru._layer_norms() is not None:
-        return None
-    if gru.weight_hh_l0.device.type != "cpu" or cpu_backend.load() is None:
-        return None
-    ext, c = cpu_backend.load(), gru.cell
-    I, L = gru.input_size, gru.num_layers
-    options = (c.gate_activation_id, c.candidate_activation_id, c.hard_sigmoid_alpha, c.hard_sigmoid_beta)
-
-    def stepper(x: Tensor, state: Tensor) -> Tensor | None:
-        if x.dim() != 2 or x.shape[1] != I or state.dim() != 3 or state.shape[0] != L or state.shape[1] != x.shape[0]:
-            return None
-        if gru.training and (gru.input_dropout or gru.recurrent_dropout or gru.zoneout or gru.dropout):
-            return None
-        weights = gru._step_weights()
-        if x.dtype != state.dtype or x.dtype != weights[0].dtype:
-            return None
-        return ext.step(x.contiguous(), state.contiguous(), weights, gru.reset_after, gru.zoneout, *options)
-
-    return stepper
+        return False
+    if gru.weight_hh_l0.device.type != "cpu" or gru.weight_hh_l0.dtype not in (torch.float32, torch.float64):
+        return False
+    ext = cpu_backend.load()
+    if ext is None:
+        return False
+    c = gru.cell
+    params = [p for group in gru._groups() for p in group]
+    return ext.Stepper(params, gru.reset_after, gru.zoneout, c.gate_activation_id, c.candidate_activation_id,
+                       c.hard_sigmoid_alpha, c.hard_sigmoid_beta)
 
 
 def _fused_step(gru: GRU, x: Tensor, state: Tensor) -> Tensor | None:
-    """The CPU extension's one-call step, or None when it cannot be used (grad, device, no extension)."""
-    if x.device.type != "cpu" or gru.backend == "torch" or gru._layer_norms() is not None:
+    """The CPU extension's one-call step after full checks, or None when it cannot be used (grad, device,
+    no extension)."""
+    if x.device.type != "cpu":
         return None
     if torch.is_grad_enabled() and (x.requires_grad or state.requires_grad or gru.weight_hh_l0.requires_grad):
         return None
-    ext = cpu_backend.load()
-    if ext is None:
+    runner = gru._step_runner()
+    if not runner:
         return None
     if state.shape != (gru.num_layers, x.shape[0], gru.hidden_size):
         raise GRUInputError(f"step: state must have shape {(gru.num_layers, x.shape[0], gru.hidden_size)}, "
                             f"got {tuple(state.shape)}")
-    weights = gru._step_weights()
-    if weights[0].dtype != x.dtype or state.dtype != x.dtype:
-        raise GRUInputError(f"step: input ({x.dtype}), state ({state.dtype}) and weights ({weights[0].dtype}) "
+    dtype = gru.weight_hh_l0.dtype
+    if dtype != x.dtype or state.dtype != x.dtype:
+        raise GRUInputError(f"step: input ({x.dtype}), state ({state.dtype}) and weights ({dtype}) "
                             "must share a dtype")
-    c = gru.cell
-    return ext.step(x.contiguous(), state.contiguous(), weights, gru.reset_after, gru.zoneout,
-                    c.gate_activation_id, c.candidate_activation_id, c.hard_sigmoid_alpha, c.hard_sigmoid_beta)
+    result = runner(x, state)
+    return None if result is None else result[0]
 
 
 class GRUCell(nn.Module):

@@ -25,10 +25,10 @@ class Stream:
 
     def __call__(self, x_t: Tensor) -> Tensor:
         if self._stepper is not None and self.state is not None:
-            new = self._stepper(x_t, self.state)  # a kernel call outside autograd: no no_grad needed
-            if new is not None:
-                self.state = new
-                return new[-1]
+            result = self._stepper(x_t, self.state)  # a kernel call outside autograd: no no_grad needed
+            if result is not None:
+                self.state, y = result
+                return y
         with torch.no_grad():
             y, self.state = self.model.step(x_t, self.state)
         return y

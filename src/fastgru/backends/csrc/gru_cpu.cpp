@@ -976,7 +976,78 @@ at::Tensor step(const at::Tensor& x, const at::Tensor& state, const std::vector<
   return out;
 }
 
+// A streaming stepper bound to one model's parameters (4 per layer: w_ih, w_hh, b_ih, b_hh; biases may be
+// None). It keeps the transposed weights the step kernel reads and rebuilds them whenever a parameter
+// changed in place (version counter) or had its storage replaced (data pointer), so they are never
+// stale; all per-call checks run here, so a Python caller pays for one call. Returns (state', y) or None
+// when the call does not fit (shape, dtype, device): the caller then takes the checked path.
+class Stepper {
+ public:
+  Stepper(std::vector<c10::optional<at::Tensor>> params, bool reset_after, double zone_p, int64_t gate_act,
+          int64_t cand_act, double hs_alpha, double hs_beta)
+      : params_(std::move(params)), reset_after_(reset_after), zone_p_(zone_p), gate_act_(gate_act),
+        cand_act_(cand_act), hs_alpha_(hs_alpha), hs_beta_(hs_beta) {
+    TORCH_CHECK(!params_.empty() && params_.size() % 4 == 0, "Stepper: 4 parameters per layer expected");
+    L_ = static_cast<int64_t>(params_.size()) / 4;
+    I_ = params_[0]->size(1);
+    H_ = params_[1]->size(1);
+  }
+
+  py::object call(const at::Tensor& x, const at::Tensor& state) {
+    const at::Tensor& w0 = *params_[0];
+    if (x.dim() != 2 || x.size(1) != I_ || state.dim() != 3 || state.size(0) != L_ || state.size(2) != H_ ||
+        state.size(1) != x.size(0) || !x.device().is_cpu() || !state.device().is_cpu() ||
+        x.scalar_type() != w0.scalar_type() || state.scalar_type() != w0.scalar_type() || !w0.device().is_cpu() ||
+        (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble))
+      return py::none();
+    refresh();
+    at::Tensor out = step(x.contiguous(), state.contiguous(), weights_, reset_after_, zone_p_, gate_act_, cand_act_,
+                          hs_alpha_, hs_beta_);
+    return py::make_tuple(out, out.select(0, L_ - 1));
+  }
+
+ private:
+  void refresh() {
+    bool stale = weights_.empty();
+    for (size_t k = 0; k < params_.size() && !stale; ++k) {
+      if (!params_[k].has_value()) continue;
+      stale = params_[k]->_version() != versions_[k] || params_[k]->data_ptr() != pointers_[k] ||
+              params_[k]->scalar_type() != weights_[k].scalar_type();
+    }
+    if (!stale) return;
+    at::NoGradGuard no_grad;
+    weights_.clear();
+    versions_.assign(params_.size(), 0);
+    pointers_.assign(params_.size(), nullptr);
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const auto& p = params_[k];
+      const int64_t role = static_cast<int64_t>(k % 4);
+      if (!p.has_value()) {  // a bias-free layer: zero biases
+        weights_.push_back(at::zeros({3 * H_}, params_[k - role + 1]->options().requires_grad(false)));
+        continue;
+      }
+      versions_[k] = p->_version();
+      pointers_[k] = p->data_ptr();
+      at::Tensor w = p->detach();
+      weights_.push_back(role < 2 ? w.t().contiguous() : w.contiguous());
+    }
+  }
+
+  std::vector<c10::optional<at::Tensor>> params_;
+  std::vector<at::Tensor> weights_;
+  std::vector<int64_t> versions_;
+  std::vector<const void*> pointers_;
+  bool reset_after_;
+  double zone_p_;
+  int64_t gate_act_, cand_act_;
+  double hs_alpha_, hs_beta_;
+  int64_t L_ = 0, I_ = 0, H_ = 0;
+};
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  py::class_<Stepper>(m, "Stepper")
+      .def(py::init<std::vector<c10::optional<at::Tensor>>, bool, double, int64_t, int64_t, double, double>())
+      .def("__call__", &Stepper::call, "One streaming step: (x (B, I), state (L, B, H)) -> (state', y) or None");
   m.def("empty_huge", [](std::vector<int64_t> sizes, at::ScalarType dtype) {
     return empty_huge(sizes, at::TensorOptions().dtype(dtype));
   }, "Uninitialised CPU tensor backed by transparent huge pages where possible");
