@@ -70,7 +70,7 @@ def translate(
     embedding_size: int = 128,
     bidirectional: bool = True,
     dropout: float = 0.1,
-    epochs: int = 15,
+    epochs: int = 10,
     batch_size: int = 64,
     lr: float = 3e-3,
     teacher_forcing: tuple[float, float] = (1.0, 0.5),
@@ -90,6 +90,8 @@ def translate(
         raise ValueError(f"attention must be one of {sorted(VARIANTS)}, got {attention!r}")
     if beam < 1:
         raise ValueError(f"--beam must be >= 1, got {beam}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"--test-fraction must lie in (0, 1): BLEU needs held-out sentences, got {test_fraction}")
     if limit is not None and limit < 2:
         raise ValueError(f"--limit must be >= 2 pairs, got {limit}")
     if heatmap_sentence is not None:
@@ -243,7 +245,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--embedding-size", type=int, default=128)
     p.add_argument("--unidirectional", action="store_true", help="a forward-only encoder (default: bidirectional)")
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--teacher-forcing", type=_pair, default=(1.0, 0.5), metavar="START,END",
