@@ -34,7 +34,7 @@ from fastgru.seq2seq import (
     train_translator,
 )
 from fastgru.seq2seq.pairs import pad_ids, read_pairs
-from fastgru.seq2seq.vocab import EOS_ID, PAD_ID, SPECIALS, UNK_ID
+from fastgru.seq2seq.vocab import EOS_ID, PAD_ID, SOS_ID, SPECIALS, UNK_ID
 
 
 @pytest.fixture(autouse=True)
@@ -190,6 +190,7 @@ def test_beam_one_is_greedy(attention):
     for b, g in enumerate(greedy(m, src, lengths)):
         beam = beam_search(m, src[b], int(lengths[b]), beam=1)
         assert beam.ids == g.ids
+        assert PAD_ID not in g.ids and SOS_ID not in g.ids and EOS_ID not in g.ids
         assert beam.score == pytest.approx(g.score, abs=1e-4)
         if attention:
             torch.testing.assert_close(beam.attention, g.attention, atol=1e-5, rtol=1e-4)

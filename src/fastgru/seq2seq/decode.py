@@ -1,8 +1,9 @@
 """Decoding a trained :class:`~fastgru.seq2seq.model.Seq2Seq`: greedy (batched) and beam search.
 
 Both run the model in eval mode without gradients and stop a sentence at EOS or after
-``max_length(source length)`` words. Scores are sums of log-probabilities; beam search ranks finished
-hypotheses by score / length**length_penalty (0 = no length normalisation).
+``max_length(source length)`` words. PAD and SOS are never produced (they are not words; an untrained
+model would otherwise emit them). Scores are sums of log-probabilities over the remaining tokens; beam
+search ranks finished hypotheses by score / length**length_penalty (0 = no length normalisation).
 
 Beam search keeps the `beam` best partial translations of one sentence. At each step it takes the
 `beam` best one-word extensions of the live hypotheses; an extension ending in EOS is finished, the rest
@@ -19,12 +20,19 @@ import torch
 from torch import Tensor
 
 from .model import Seq2Seq
-from .vocab import EOS_ID, SOS_ID
+from .vocab import EOS_ID, PAD_ID, SOS_ID
 
 
 def max_length(source_length: int) -> int:
     """The longest translation produced for a source of that many tokens (EOS included)."""
     return 2 * int(source_length) + 10
+
+
+def next_word_log_probs(logits: Tensor) -> Tensor:
+    """log p(next word) (B, V) with PAD and SOS excluded (probability 0)."""
+    logits = logits.clone()
+    logits[:, [PAD_ID, SOS_ID]] = float("-inf")
+    return torch.log_softmax(logits, dim=-1)
 
 
 @dataclass
@@ -54,8 +62,7 @@ def greedy(model: Seq2Seq, src: Tensor, lengths: Tensor) -> list[Decoded]:
         done = [False] * B
         for step in range(max(limits)):
             logits, state, weights = model.decoder.step(prev, state, enc)
-            logp = torch.log_softmax(logits, dim=-1)
-            best, choice = logp.max(dim=-1)
+            best, choice = next_word_log_probs(logits).max(dim=-1)
             for b in range(B):
                 if done[b]:
                     continue
@@ -95,12 +102,14 @@ def beam_search(model: Seq2Seq, src: Tensor, length: int, beam: int = 5, length_
         for step in range(limit):
             n = len(live_ids)
             logits, state, weights = model.decoder.step(prev, state, enc1.repeat(n))
-            total = live_scores[:, None] + torch.log_softmax(logits, dim=-1).double()
+            total = live_scores[:, None] + next_word_log_probs(logits).double()
             width = beam - len(finished)
             top_scores, top_flat = total.reshape(-1).topk(min(width, total.numel()))
             V = total.shape[1]
             keep_rows, keep_tokens, keep_scores = [], [], []
             for score, flat in zip(top_scores.tolist(), top_flat.tolist()):
+                if score == float("-inf"):  # PAD / SOS of a tiny vocabulary
+                    continue
                 row, token = divmod(flat, V)
                 attn = live_attn[row] + ([weights[row].cpu()] if weights is not None else [])
                 if token == EOS_ID or step + 1 >= limit:
