@@ -772,9 +772,6 @@ std::vector<at::Tensor> norm_rows_backward(at::Tensor& dy, const at::Tensor& xha
   return {partial.select(1, 0).sum(0), partial.select(1, 1).sum(0)};  // two separate tensors
 }
 
-// One time step of a stacked unidirectional GRU for streaming inference (no autograd): layer by layer,
-// x_l @ W_ih^T and h @ W_hh^T, then the fused cell. weights: 4 per layer, the matrices TRANSPOSED
-// (W_ih^T (I, 3H), W_hh^T (H, 3H), b_ih, b_hh; zero biases for a bias-free layer). Returns (L, B, H).
 // C[b, :] = A[b, :] @ WT for a few rows, WT (K, N) row-major: axpy over contiguous rows of WT, which
 // vectorises fully (no horizontal sums) and skips a BLAS call's fixed cost at streaming sizes.
 template <typename T>
@@ -805,23 +802,45 @@ void small_rows_gemm(int64_t B, int64_t N, int64_t K, const T* A, const T* WT, i
   }
 }
 
-// Streaming step at batch 1-2, split over hidden units: thread k computes the r, z, n columns of its
-// units [u0, u1) from both products and then those units' new state, so no thread waits for another
-// within a layer (reset_after); the reset-before variant and each next layer wait at a barrier. Small
-// problems run on one thread: a parallel region costs about a microsecond.
+// One time step of a stacked unidirectional GRU for streaming inference (no autograd): layer by layer,
+// x_l @ W_ih^T and h @ W_hh^T, then the fused cell. weights: 4 per layer, the matrices TRANSPOSED
+// (W_ih^T (I, 3H), W_hh^T (H, 3H), b_ih, b_hh; zero biases for a bias-free layer). Writes (L, B, H).
+// At batch 1-2 ("tiny") the products are our own register-tiled loops, split over hidden units: thread k
+// computes the r, z, n columns of its units [u0, u1) from both products and then those units' new state,
+// so no thread waits for another within a reset_after layer; the reset-before variant and each next layer
+// wait at a barrier. Small problems run on one thread (a parallel region costs about a microsecond).
+// Larger batches make one BLAS call per product on one thread of ours.
 template <typename T, int GA, int CA>
-void step_units(const at::Tensor& x, const at::Tensor& state, const std::vector<at::Tensor>& weights,
-                bool reset_after, const Cell<T>& c0, at::Tensor& out, T* gi, T* gh, T* rh) {
+void step_impl(const at::Tensor& x, const at::Tensor& state, const std::vector<at::Tensor>& weights,
+               bool reset_after, const Cell<T>& c0, at::Tensor& out) {
   const int64_t L = state.size(0), B = state.size(1), H = state.size(2), G3 = 3 * H;
   const int64_t I = x.size(1);
+  // Scratch kept per thread across calls: at streaming sizes three tensor allocations per step are a
+  // measurable part of its few microseconds.
+  thread_local std::vector<T> scratch;
+  scratch.resize(static_cast<size_t>(B * (2 * G3 + H)));
+  T* gi = scratch.data();
+  T* gh = gi + B * G3;
+  T* rh = gh + B * G3;
+  const bool tiny = B <= 2;
+  const SmallGemmThreads threads(tiny ? 1e12 : 2.0 * B * G3 * H);
   const double macs = double(B) * G3 * (std::max(I, H) + H);
   constexpr int64_t kAlign = 16;  // units per thread in multiples of 16 floats (whole vector registers)
-  const int64_t nt = macs >= 65536.0 ? std::min<int64_t>(at::get_num_threads(), H / 32) : 1;
+  const int64_t nt = tiny && macs >= 65536.0 ? std::min<int64_t>(at::get_num_threads(), H / 32) : 1;
   auto run = [&](int64_t k, int64_t nthreads) {
     const int64_t per = (H + nthreads - 1) / nthreads;
     const int64_t u0 = std::min(H, (per * k + kAlign - 1) / kAlign * kAlign);
     const int64_t u1 = k == nthreads - 1 ? H : std::min(H, (per * (k + 1) + kAlign - 1) / kAlign * kAlign);
     const int64_t nu = u1 - u0;
+    // C[:, block g of this thread's units] = A @ WT[:, same columns] for `blocks` gate blocks of H columns
+    auto product = [&](const T* A, int64_t K, const T* WT, T* C, int64_t blocks) {
+      if (!tiny) {
+        gemm_rm<T>(B, blocks * H, K, A, K, WT, G3, false, T(0), C, G3);
+        return;
+      }
+      if (nu <= 0) return;
+      for (int64_t g = 0; g < blocks; ++g) small_rows_gemm<T>(B, nu, K, A, WT + g * H + u0, G3, C + g * H + u0, G3);
+    };
     const T* in = x.data_ptr<T>();
     int64_t in_size = I;
     for (int64_t l = 0; l < L; ++l) {
@@ -831,12 +850,8 @@ void step_units(const at::Tensor& x, const at::Tensor& state, const std::vector<
       const T* bh = weights[4 * l + 3].data_ptr<T>();
       const T* hp = state.data_ptr<T>() + l * B * H;
       T* o_all = out.data_ptr<T>() + l * B * H;
-      if (nu > 0) {
-        for (int64_t g = 0; g < 3; ++g)
-          small_rows_gemm<T>(B, nu, in_size, in, w_ih + g * H + u0, G3, gi + g * H + u0, G3);
-        for (int64_t g = 0; g < (reset_after ? 3 : 2); ++g)
-          small_rows_gemm<T>(B, nu, H, hp, w + g * H + u0, G3, gh + g * H + u0, G3);
-      }
+      product(in, in_size, w_ih, gi, 3);
+      product(hp, H, w, gh, reset_after ? 3 : 2);
       if (!reset_after) {
         for (int64_t b = 0; b < B; ++b)
           for (int64_t j = u0; j < u1; ++j) {
@@ -846,7 +861,7 @@ void step_units(const at::Tensor& x, const at::Tensor& state, const std::vector<
         if (nthreads > 1) {
 #pragma omp barrier
         }
-        if (nu > 0) small_rows_gemm<T>(B, nu, H, rh, w + 2 * H + u0, G3, gh + 2 * H + u0, G3);
+        product(rh, H, w + 2 * H, gh + 2 * H, 1);
       }
       const T keep = c0.zone_p;
       for (int64_t b = 0; b < B; ++b) {
@@ -854,7 +869,7 @@ void step_units(const at::Tensor& x, const at::Tensor& state, const std::vector<
         const T* q = gh + b * G3;
         const T* h = hp + b * H;
         T* o = o_all + b * H;
-        if (reset_after) {
+        if (reset_after) {  // two loops, not a select inside one, so each vectorises (exp/tanh in SIMD)
 #pragma omp simd
           for (int64_t j = u0; j < u1; ++j) {
             const T r = act<GA>(g[j] + b_ih[j] + q[j] + bh[j], c0);
@@ -886,77 +901,6 @@ void step_units(const at::Tensor& x, const at::Tensor& state, const std::vector<
   {
     const int64_t got = omp_get_num_threads();  // may be fewer than asked; every thread takes its share
     run(omp_get_thread_num(), got);
-  }
-}
-
-template <typename T, int GA, int CA>
-void step_impl(const at::Tensor& x, const at::Tensor& state, const std::vector<at::Tensor>& weights,
-               bool reset_after, const Cell<T>& c0, at::Tensor& out) {
-  const int64_t L = state.size(0), B = state.size(1), H = state.size(2), G3 = 3 * H;
-  // Scratch kept per thread across calls: at streaming sizes three tensor allocations per step are a
-  // measurable part of its few microseconds.
-  thread_local std::vector<T> scratch;
-  scratch.resize(static_cast<size_t>(B * (2 * G3 + H)));
-  T* gi = scratch.data();
-  T* gh = gi + B * G3;
-  T* rh = gh + B * G3;
-  const bool tiny = B <= 2;  // streaming: own dot products, no BLAS call
-  if (tiny) {
-    step_units<T, GA, CA>(x, state, weights, reset_after, c0, out, gi, gh, rh);
-    return;
-  }
-  const SmallGemmThreads threads(tiny ? 1e12 : 2.0 * B * G3 * H);
-  // C = A @ op, where the column block [col, col + N) of WT (K, ldw) is op
-  auto gemm = [&](int64_t M, int64_t N, int64_t K, const T* A, const T* WT, int64_t ldw, T* C, int64_t ldc) {
-    if (tiny) small_rows_gemm<T>(M, N, K, A, WT, ldw, C, ldc);
-    else gemm_rm<T>(M, N, K, A, K, WT, ldw, false, T(0), C, ldc);
-  };
-  const T* in = x.data_ptr<T>();
-  int64_t in_size = x.size(1);
-  for (int64_t l = 0; l < L; ++l) {
-    const T* w_ih = weights[4 * l].data_ptr<T>();
-    const T* w = weights[4 * l + 1].data_ptr<T>();
-    const T* b_ih = weights[4 * l + 2].data_ptr<T>();
-    const T* bh = weights[4 * l + 3].data_ptr<T>();
-    const T* hp = state.data_ptr<T>() + l * B * H;
-    T* o_all = out.data_ptr<T>() + l * B * H;
-    gemm(B, G3, in_size, in, w_ih, G3, gi, G3);
-    if (reset_after) {
-      gemm(B, G3, H, hp, w, G3, gh, G3);
-    } else {
-      gemm(B, 2 * H, H, hp, w, G3, gh, G3);
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t j = 0; j < H; ++j) {
-          const T r = act<GA>(gi[b * G3 + j] + b_ih[j] + gh[b * G3 + j] + bh[j], c0);
-          rh[b * H + j] = r * hp[b * H + j];
-        }
-      gemm(B, H, H, rh, w + 2 * H, G3, gh + 2 * H, G3);
-    }
-    for (int64_t b = 0; b < B; ++b) {
-      const T* g = gi + b * G3;
-      const T* q = gh + b * G3;
-      const T* h = hp + b * H;
-      T* o = o_all + b * H;
-      const T keep = c0.zone_p;
-      if (reset_after) {  // two loops, not a select inside one, so each vectorises (exp/tanh in SIMD)
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          const T r = act<GA>(g[j] + b_ih[j] + q[j] + bh[j], c0);
-          const T z = act<GA>(g[H + j] + b_ih[H + j] + q[H + j] + bh[H + j], c0);
-          const T n = act<CA>(g[2 * H + j] + b_ih[2 * H + j] + r * (q[2 * H + j] + bh[2 * H + j]), c0);
-          o[j] = keep * h[j] + (T(1) - keep) * (n + z * (h[j] - n));
-        }
-      } else {
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          const T z = act<GA>(g[H + j] + b_ih[H + j] + q[H + j] + bh[H + j], c0);
-          const T n = act<CA>(g[2 * H + j] + b_ih[2 * H + j] + q[2 * H + j] + bh[2 * H + j], c0);
-          o[j] = keep * h[j] + (T(1) - keep) * (n + z * (h[j] - n));
-        }
-      }
-    }
-    in = o_all;
-    in_size = H;
   }
 }
 
