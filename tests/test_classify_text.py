@@ -159,7 +159,7 @@ def test_save_reload_predicts_identically_and_batch_equals_alone(tmp_path, fresh
         TextClassifier.load(tmp_path / "nothing")
 
 
-def test_learns_a_separable_csv_and_evaluates_and_predicts(tmp_path, fresh_seed, capsys):
+def test_learns_a_separable_csv_and_evaluates_and_predicts(tmp_path, fresh_seed, capsys, monkeypatch):
     """'good' / 'bad' in noise: the GRU must find the one word that decides; then the saved model is
     evaluated on fresh rows and classifies texts from the command line and from stdin."""
     rng = np.random.default_rng(fresh_seed)
@@ -198,14 +198,8 @@ def test_learns_a_separable_csv_and_evaluates_and_predicts(tmp_path, fresh_seed,
     assert all(0.5 <= float(p) <= 1 for _, p, _ in lines)
     labels = [label for label, _, _ in lines]
     assert labels == TextClassifier.load(out / "model").predict(texts)
-    capsys.readouterr()
-    import sys
-    old = sys.stdin
-    sys.stdin = io.StringIO("\n".join(texts) + "\n\n")
-    try:
-        code, stdout, err = run_cli(["classify-text", "--model", str(out / "model")], capsys)
-    finally:
-        sys.stdin = old
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(texts) + "\n\n"))
+    code, stdout, err = run_cli(["classify-text", "--model", str(out / "model")], capsys)
     assert code == 0 and [line.split("\t")[0] for line in stdout.strip().splitlines()] == labels
 
     # the earlier run's files are never replaced without --force

@@ -8,7 +8,9 @@ Three modes, one command:
   validation (early stopping, and choosing the baseline's regularisation) and training parts. The words
   of the training part (lower-cased, seen at least ``--min-freq`` times; the rest map to <unk>) make the
   vocabulary; a :class:`~fastgru.text_classifier.TextGRU` (embeddings -> bidirectional fastgru GRU with
-  ``lengths=`` -> last states + max pooling -> class) is trained with fastgru's Trainer. The baseline is
+  ``lengths=`` -> last states + max pooling -> class) is trained with fastgru's Trainer, keeping the
+  epoch with the best validation accuracy (validation loss turns up while accuracy still improves as the
+  model grows confident, and stopping on it cost 5 points on Rotten Tomatoes). The baseline is
   scikit-learn's logistic regression on TF-IDF word unigrams + bigrams of the same tokens, trained on the
   same training part, its C chosen on the same validation part. Without scikit-learn the baseline is
   skipped with a note (the GRU still runs).
@@ -135,8 +137,8 @@ def classify_text(
     embedding_dropout: float = 0.5,
     dropout: float = 0.0,
     head_dropout: float = 0.5,
-    epochs: int = 10,
-    patience: int = 3,
+    epochs: int = 15,
+    patience: int = 4,
     batch_size: int = 64,
     lr: float = 2e-3,
     weight_decay: float = 0.0,
@@ -153,7 +155,8 @@ def classify_text(
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"--max-tokens must be >= 1, got {max_tokens}")
     train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                            patience=patience, seed=seed, out_dir=str(out), checkpoint_every=0, progress=progress)
+                            patience=patience, monitor="val_accuracy", seed=seed, out_dir=str(out), checkpoint_every=0,
+                            progress=progress)
     TextGRUConfig(vocab_size=2, num_classes=2, embedding_dim=embedding_dim, hidden_size=hidden_size,
                   num_layers=num_layers, bidirectional=bidirectional, pooling=pooling,
                   embedding_dropout=embedding_dropout, dropout=dropout, head_dropout=head_dropout)  # check early
@@ -317,8 +320,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--embedding-dropout", type=float, default=0.5)
     p.add_argument("--dropout", type=float, default=0.0, help="between stacked GRU layers")
     p.add_argument("--head-dropout", type=float, default=0.5)
-    p.add_argument("--epochs", type=int, default=10, help="most epochs (early stopping may end sooner)")
-    p.add_argument("--patience", type=int, default=3, help="early stopping patience (validation loss)")
+    p.add_argument("--epochs", type=int, default=15, help="most epochs (early stopping may end sooner)")
+    p.add_argument("--patience", type=int, default=4,
+                   help="stop after this many epochs without a better validation accuracy")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=0.0)
