@@ -335,7 +335,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_from_args(args: argparse.Namespace) -> Any:
     if args.model is not None and args.data is None:
-        texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        texts = args.texts
+        if not texts:
+            if sys.stdin.isatty():
+                print("reading texts from stdin, one per line; end with Ctrl-D", file=sys.stderr)
+            texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
         for r in predict_texts(args.model, texts):
             print(f"{r['label']}\t{r['probability']:.3f}\t{r['text']}")
         return None
