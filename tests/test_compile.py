@@ -43,7 +43,7 @@ def test_opcheck_custom_op():
             None, None, torch.tensor([3, 1]), None, None, True, False, True, "auto", functional._spec_key(PLAIN))
     torch.library.opcheck(torch.ops.fastgru.recurrence.default, args)
     rec_mask = (torch.rand(B, H) > 0.3).float() / 0.7
-    zone_mask = (torch.rand(T, B, H) > 0.5).float()
+    zone_mask = torch.rand(T, B, H) > 0.5  # the op takes a bool keep-mask
     spec = functional._spec_key(CellSpec(gate_activation="hard_sigmoid", candidate_activation="softsign"))
     args = (*args[:6], None, None, None, rec_mask, zone_mask, False, True, True, "auto", spec)
     torch.library.opcheck(torch.ops.fastgru.recurrence.default, args)

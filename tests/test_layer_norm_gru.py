@@ -59,6 +59,27 @@ def test_matches_reference_with_gradients(backend, reset_after, dtype):
         assert rel_err(p.grad, params64[n].grad) < tol, n
 
 
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_large_batch_split_over_threads_matches_torch_loop(reset_after):
+    """At B * 3H large enough the fused kernel splits rows over threads and sums the gains' gradients
+    per thread; the independent pure-torch loop must agree (float64)."""
+    T, B, I, H = 3, 64, 16, 256
+    kw = dict(reset_after=reset_after, dtype=torch.float64)
+    fused = fastgru.nn.LayerNormGRU(I, H, backend="cpu", **kw)
+    loop = fastgru.nn.LayerNormGRU(I, H, backend="torch", **kw)
+    with torch.no_grad():
+        for p in fused.parameters():
+            p.uniform_(0.5, 1.5) if p.dim() == 1 else p.normal_(0, H ** -0.5)
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    w = torch.randn(T, B, H, dtype=torch.float64)
+    for m in (fused, loop):
+        y, _ = m(x)
+        (y * w).sum().backward()
+    for (n, p), q in zip(fused.named_parameters(), loop.parameters()):
+        assert rel_err(p.grad, q.grad) < 1e-10, n
+
+
 @pytest.mark.parametrize("backend", CORE_BACKENDS)
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_gradcheck(backend, reset_after):

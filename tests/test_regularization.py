@@ -120,7 +120,7 @@ def test_mask_statistics():
     mk = masks[0]
     kept_in = (mk.input > 0).float().mean().item()
     kept_rec = (mk.recurrent > 0).float().mean().item()
-    zoned = mk.zoneout.mean().item()
+    zoned = mk.zoneout.float().mean().item()
     assert abs(kept_in - 0.8) < 0.06 and abs(kept_rec - 0.7) < 0.06 and abs(zoned - 0.15) < 0.01
     assert torch.allclose(mk.input[mk.input > 0], torch.tensor(1 / 0.8))  # inverted-dropout scaling
     assert torch.allclose(mk.recurrent[mk.recurrent > 0], torch.tensor(1 / 0.7))

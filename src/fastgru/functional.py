@@ -172,7 +172,9 @@ def _recurrence_backward(
     torch.mm(n_rows.t(), n_partner, out=dw_hh[2 * H :])
     db_hh = torch.cat((dg[:, : 2 * H].sum(0), dn_h.sum(0))) if has_bias_hh else _empty(x)
     dgain = _empty(x)
-    if ln_gain is not None:  # the norm's output is xhat * gain
+    if ln_gain is not None and len(rest) > 1:  # the backend summed the gain's gradient in its loop
+        dgain = rest[1]
+    elif ln_gain is not None:  # the norm's output is xhat * gain
         ln_at = layer_norm_offset(reset_after, H)
         xhat = gates.view(T * B, -1)[:, ln_at : ln_at + 3 * H]
         dgain = torch.cat(((dg[:, : 2 * H] * xhat[:, : 2 * H]).sum(0), (dn_h * xhat[:, 2 * H :]).sum(0)))
@@ -248,6 +250,11 @@ def _backward(ctx, dbuf, dgates, dxhat, drstd):
 torch.library.register_autograd("fastgru::recurrence", _backward, setup_context=_setup_context)
 
 
+def _as_bool(mask: Tensor) -> Tensor:
+    """A 0/1 keep-mask as the bool tensor the kernels read (float masks from callers are accepted)."""
+    return (mask if mask.dtype == torch.bool else mask != 0).contiguous()
+
+
 def _needs_grad(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
@@ -291,7 +298,7 @@ def gru_layer(
     gain_ih, ln_gain = layer_norm if layer_norm is not None else (None, None)
     buf, *_ = _recurrence(
         x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, ln_gain, gain_ih, lengths,
-        None if rec_mask is None else rec_mask.contiguous(), None if zone_mask is None else zone_mask.contiguous(),
+        None if rec_mask is None else rec_mask.contiguous(), None if zone_mask is None else _as_bool(zone_mask),
         reset_after, reverse, save, backend, _spec_key(spec),
     )
     y = buf[:T] if reverse else buf[1:]
@@ -306,7 +313,7 @@ class LayerMasks:
     """Random masks of one layer-direction for one call (drawn once per call, reused every step).
 
     input: (B, I) input-dropout mask, one per sequence; recurrent: (B, H) recurrent-dropout mask;
-    zoneout: (T, B, H) keep-mask (1 = unit keeps its previous value). Dropout masks are scaled by
+    zoneout: (T, B, H) bool keep-mask (True = unit keeps its previous value). Dropout masks are scaled by
     1 / (1 - p) like torch/Keras dropout.
     """
 
@@ -323,7 +330,7 @@ def _dropout_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor | No
 
 def _bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
     """0/1 mask with P(1) = p, drawn in place (no (shape)-sized tensor of probabilities first: at
-    zoneout's (T, B, H) that copy cost as much as the draw)."""
+    a (B, H)-sized tensor of probabilities first)."""
     return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(p)
 
 
@@ -345,7 +352,8 @@ def draw_masks(
         for _ in range(2 if bidirectional else 1):
             zone = None
             if zoneout > 0:
-                zone = _bernoulli((T, B, hidden_size), zoneout, input)
+                # a bool mask: 1 byte per unit to draw, save and read (a float bernoulli draw cost 2x)
+                zone = torch.rand((T, B, hidden_size), device=input.device) < zoneout
             masks.append(LayerMasks(
                 input=_dropout_mask((B, size), input_dropout, input),
                 recurrent=_dropout_mask((B, hidden_size), recurrent_dropout, input),

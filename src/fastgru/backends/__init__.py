@@ -24,11 +24,15 @@ Cell options (keyword arguments of both functions; backends that set SUPPORTS_CE
 honour them, `select(..., plain=False)` skips the others):
     rec_mask:  (B, H) recurrent-dropout mask, one per sequence: the cell sees h_{t-1} * rec_mask
                (Keras' recurrent_dropout semantics).
-    zone_mask: (T, B, H) zoneout keep-mask (1 = keep the previous value), training mode.
+    zone_mask: (T, B, H) bool zoneout keep-mask (True = keep the previous value), training mode.
     ln_gain:   (3H,) gain of the recurrent layer norm (LayerNormGRU), or absent. Forward then also saves
                the normalised recurrent pre-activations (3H) and 2 rstd values per (t, b) after the
                gates, and backward returns a 4th tensor: dgh_pre (T, B, 3H), the gradient of the
-               recurrent products before the norm (what pairs with h_{t-1} / r*h_{t-1} for dW_hh).
+               recurrent products before the norm (what pairs with h_{t-1} / r*h_{t-1} for dW_hh),
+               and may return a 5th: the gain's gradient (3H,) summed in its loop (else the caller
+               sums it from the saved values).
+    gi_gain, gi_bias: (3H,) only where SUPPORTS_INPUT_NORM = True: gi holds layer-normalised input
+               projections and the cell reads gi * gi_gain + gi_bias (LayerNormGRU's input side).
     spec:      a CellSpec: activations, hard-sigmoid slope/offset, zoneout probability for eval mode
                (h_t = p h_{t-1} + (1 - p) cell(h_{t-1}) when zone_mask is None).
 

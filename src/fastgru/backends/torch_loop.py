@@ -63,8 +63,9 @@ def _live_mask(lengths: Tensor | None, t: int, dtype: torch.dtype) -> Tensor | N
     return None if lengths is None else (lengths > t).to(dtype).unsqueeze(1)
 
 
-def _keep(zone_mask: Tensor | None, spec: CellSpec, t: int) -> Tensor | float:
-    return zone_mask[t] if zone_mask is not None else spec.zoneout
+def _keep(zone_mask: Tensor | None, spec: CellSpec, t: int, dtype: torch.dtype) -> Tensor | float:
+    """Step t's zoneout keep-mask (a bool mask, as the op passes it) as numbers, or eval's probability."""
+    return zone_mask[t].to(dtype) if zone_mask is not None else spec.zoneout
 
 
 def recurrence_forward(
@@ -119,7 +120,7 @@ def recurrence_forward(
                 norm.append(stats)
             n = cand(g[:, 2 * H :] + ghn + bias[2 * H :])
         new = n + z * (hm - n)
-        k = _keep(zone_mask, spec, t)
+        k = _keep(zone_mask, spec, t, h.dtype)
         new = k * h + (1 - k) * new
         m = _live_mask(lengths, t, h.dtype)
         buf[o] = new if m is None else torch.lerp(h, new, m)
@@ -163,7 +164,7 @@ def recurrence_backward(
         passthrough = 0 if m is None else g * (1 - m)  # skipped steps hand their gradient straight back
         if m is not None:
             g = g * m
-        k = _keep(zone_mask, spec, t)
+        k = _keep(zone_mask, spec, t, h.dtype)
         direct = g * k
         g = g * (1 - k)
         dn = g * (1 - z) * activation_grad(ca, n, spec)

@@ -138,7 +138,7 @@ struct Cell {
   const T* b_hh;       // (3H), zeros when the layer has no bias
   const int64_t* len;  // (B) or null
   const T* rec_mask;   // (B, H) recurrent-dropout mask, one per sequence, or null
-  const T* zone_mask;  // (T, B, H) zoneout keep-mask (training) or null
+  const uint8_t* zone_mask;  // (T, B, H) bool zoneout keep-mask (training) or null: 1 byte per unit
   T zone_p;            // zoneout keep probability used when zone_mask is null (eval); 0 = off
   T hs_alpha, hs_beta; // hard_sigmoid(x) = clamp(alpha * x + beta, 0, 1)
   const T* ln_gain;    // (3H) gain of the recurrent layer norm, or null (no layer norm)
@@ -146,7 +146,7 @@ struct Cell {
   const T* gi_bias;    // (3H) shift of the input layer norm (zeros without a bias); set with gi_gain
   bool zoneout() const { return zone_mask != nullptr || zone_p != T(0); }
   T keep(int64_t t, int64_t B, int64_t H, int64_t b, int64_t j) const {
-    return zone_mask ? zone_mask[(t * B + b) * H + j] : zone_p;
+    return zone_mask ? T(zone_mask[(t * B + b) * H + j]) : zone_p;
   }
 };
 
@@ -200,11 +200,13 @@ void ln_forward(T* v, int64_t width, const T* gain, T* xhat, T* rstd_out) {
   *rstd_out = rstd;
 }
 
-// d(normalised output) -> d(input) of ln_forward, written to dv.
+// d(normalised output) -> d(input) of ln_forward, written to dv; adds dout * xhat (the gain's gradient)
+// into dgain.
 template <typename T>
-void ln_backward(const T* dout, int64_t width, const T* gain, const T* xhat, T rstd, T* dv) {
+void ln_backward(const T* dout, int64_t width, const T* gain, const T* xhat, T rstd, T* dv, T* dgain) {
   T m1 = 0, m2 = 0;
   for (int64_t j = 0; j < width; ++j) {
+    dgain[j] += dout[j] * xhat[j];
     const T dx = dout[j] * gain[j];
     m1 += dx;
     m2 += dx * xhat[j];
@@ -369,11 +371,15 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
 template <typename T, int GA, int CA>
 void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tensor& gates,
                    const at::Tensor& w_hh, const Cell<T>& c, bool reset_after, at::Tensor& dgi,
-                   at::Tensor& dgh_n, at::Tensor& dh0, at::Tensor& dgh_pre, const Slots& s) {
+                   at::Tensor& dgh_n, at::Tensor& dh0, at::Tensor& dgh_pre, at::Tensor& dgain_parts,
+                   const Slots& s) {
   const int64_t B = buf.size(1), H = buf.size(2), G3 = 3 * H;
   const int64_t gw = saved_width(reset_after, c.ln_gain != nullptr, H);
   const int64_t ln_at = reset_after ? 4 * H : 3 * H;
   T* dpre_p = c.ln_gain ? dgh_pre.data_ptr<T>() : nullptr;  // (T, B, 3H) pre-norm recurrent gradient
+  // the recurrent norm's gain gradient, one (3H) partial sum per thread (summed by the caller)
+  T* dgain_p = c.ln_gain ? dgain_parts.data_ptr<T>() : nullptr;
+  auto dgain_of_thread = [&]() { return dgain_p + at::get_thread_num() * G3; };
   const T* dbuf_p = dbuf.data_ptr<T>();
   const T* buf_p = buf.data_ptr<T>();
   const T* gates_p = gates.data_ptr<T>();
@@ -490,10 +496,13 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
       });
       if (c.ln_gain) {  // through the layer norm: tmp becomes the gradient of h @ W_hh^T
         T* dpre = dpre_p + t * B * G3;
-        for (int64_t b = 0; b < B; ++b) {
-          const T* svb = sv + b * gw;
-          ln_backward(tmp + b * G3, G3, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3);
-        }
+        for_rows(B, G3, [&](int64_t b0, int64_t b1) {
+          T* dgain = dgain_of_thread();
+          for (int64_t b = b0; b < b1; ++b) {
+            const T* svb = sv + b * gw;
+            ln_backward(tmp + b * G3, G3, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3, dgain);
+          }
+        });
         back_all(dpre, G3, T(1), dhm, H);
       } else {
         back_all(tmp, G3, T(1), dhm, H);
@@ -515,11 +524,14 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
       const T* dn_src = dg + 2 * H;  // gradient of W_hn (r * hm), through the n-block norm if any
       T* dpre = c.ln_gain ? dpre_p + t * B * G3 : nullptr;
       if (c.ln_gain) {
-        for (int64_t b = 0; b < B; ++b) {
-          const T* svb = sv + b * gw;
-          ln_backward(dg + b * G3 + 2 * H, H, c.ln_gain + 2 * H, svb + ln_at + 2 * H, svb[ln_at + G3 + 1],
-                      dpre + b * G3 + 2 * H);
-        }
+        for_rows(B, G3, [&](int64_t b0, int64_t b1) {
+          T* dgain = dgain_of_thread();
+          for (int64_t b = b0; b < b1; ++b) {
+            const T* svb = sv + b * gw;
+            ln_backward(dg + b * G3 + 2 * H, H, c.ln_gain + 2 * H, svb + ln_at + 2 * H, svb[ln_at + G3 + 1],
+                        dpre + b * G3 + 2 * H, dgain + 2 * H);
+          }
+        });
         dn_src = dpre + 2 * H;
       }
       back_n(dn_src, G3, T(0), tmp, G3);  // d(r * hm) into tmp[:, :H]
@@ -544,10 +556,13 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
         }
       });
       if (c.ln_gain) {
-        for (int64_t b = 0; b < B; ++b) {
-          const T* svb = sv + b * gw;
-          ln_backward(dg + b * G3, 2 * H, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3);
-        }
+        for_rows(B, G3, [&](int64_t b0, int64_t b1) {
+          T* dgain = dgain_of_thread();
+          for (int64_t b = b0; b < b1; ++b) {
+            const T* svb = sv + b * gw;
+            ln_backward(dg + b * G3, 2 * H, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3, dgain);
+          }
+        });
         back_rz(dpre, G3, T(1), dhm, H);
       } else {
         back_rz(dg, G3, T(1), dhm, H);
@@ -600,6 +615,13 @@ const T* optional_ptr(const c10::optional<at::Tensor>& t, const char* name) {
   return t->data_ptr<T>();
 }
 
+const uint8_t* bool_mask_ptr(const c10::optional<at::Tensor>& t, const char* name) {
+  if (!t.has_value() || !t->defined()) return nullptr;
+  check_inputs(*t, name);
+  TORCH_CHECK(t->scalar_type() == at::kBool || t->scalar_type() == at::kByte, name, " must be a bool tensor");
+  return static_cast<const uint8_t*>(t->data_ptr());
+}
+
 // Calls fn.template operator()<GA, CA>() for the activation pair chosen at run time.
 template <typename F>
 void dispatch_activations(int64_t gate, int64_t cand, const F& fn) {
@@ -623,7 +645,7 @@ template <typename T>
 Cell<T> make_cell(const T* b_hh, const c10::optional<at::Tensor>& lengths, const c10::optional<at::Tensor>& rec_mask,
                   const c10::optional<at::Tensor>& zone_mask, double zone_p, double hs_alpha, double hs_beta,
                   const c10::optional<at::Tensor>& ln_gain, const T* gi_gain = nullptr, const T* gi_bias = nullptr) {
-  return Cell<T>{b_hh, lengths_ptr(lengths), optional_ptr<T>(rec_mask, "rec_mask"), optional_ptr<T>(zone_mask, "zone_mask"),
+  return Cell<T>{b_hh, lengths_ptr(lengths), optional_ptr<T>(rec_mask, "rec_mask"), bool_mask_ptr(zone_mask, "zone_mask"),
                  T(zone_p), T(hs_alpha), T(hs_beta), optional_ptr<T>(ln_gain, "ln_gain"), gi_gain, gi_bias};
 }
 
@@ -676,15 +698,17 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   at::Tensor dh0 = at::empty({B, H}, buf.options());
   const bool layer_norm = ln_gain.has_value() && ln_gain->defined();
   at::Tensor dgh_pre = layer_norm ? empty_huge({T, B, 3 * H}, buf.options()) : at::empty({0}, buf.options());
+  at::Tensor dgain_parts = layer_norm ? at::zeros({std::max<int64_t>(at::get_num_threads(), omp_get_max_threads()), 3 * H}, buf.options())
+                                      : at::empty({0}, buf.options());
   AT_DISPATCH_FLOATING_TYPES(buf.scalar_type(), "fastgru_backward", [&] {
     const Cell<scalar_t> c =
         make_cell<scalar_t>(nullptr, lengths, rec_mask, zone_mask, zone_p, hs_alpha, hs_beta, ln_gain);
     dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
       backward_impl<scalar_t, GA, CA>(dbuf, buf, gates, w_hh, c, reset_after, dgi, dgh_n, dh0, dgh_pre,
-                                      Slots{T, reverse});
+                                      dgain_parts, Slots{T, reverse});
     });
   });
-  if (layer_norm) return {dgi, dgh_n, dh0, dgh_pre};
+  if (layer_norm) return {dgi, dgh_n, dh0, dgh_pre, dgain_parts.sum(0)};
   return {dgi, dgh_n, dh0};
 }
 
