@@ -153,3 +153,24 @@ def test_stream_fast_path_offered_only_where_the_kernel_serves_the_model():
     m.train()
     with pytest.raises(GRUInputError, match="eval"):
         stream(torch.randn(2, 3))
+
+
+def test_a_model_that_streamed_still_copies_and_pickles():
+    """The cached C++ stepper must not leak into deepcopy / torch.save; the copy streams on its own."""
+    import copy
+    import io
+
+    m = fastgru.nn.GRU(3, 4, num_layers=2).eval()
+    x, h0 = torch.randn(1, 3), torch.randn(2, 1, 4)
+    with torch.no_grad():
+        y, _ = m.step(x, h0)
+    twin = copy.deepcopy(m)
+    buffer = io.BytesIO()
+    torch.save(m, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    with torch.no_grad():
+        twin.weight_hh_l0.add_(1.0)  # the copy's parameters are its own
+        assert torch.equal(loaded.step(x, h0)[0], y)
+        assert torch.equal(m.step(x, h0)[0], y)
+        assert not torch.equal(twin.step(x, h0)[0], y)

@@ -140,6 +140,11 @@ class GRU(nn.Module):
         # any change of a parameter object, option or mode: the streaming stepper is rebuilt on next use
         self.__dict__["_stepper"] = None
 
+    def __getstate__(self) -> dict:
+        # the kernel's stepper is a cache that cannot be pickled: copies and torch.save rebuild it on use
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        return {**state, "_stepper": None}
+
     def _regularized(self) -> bool:
         return bool(self.input_dropout or self.recurrent_dropout or self.zoneout or self.dropout)
 
