@@ -17,12 +17,13 @@ import sacrebleu
 import torch
 
 from fastgru import cli
+from fastgru.data.words import WordVocab
 from fastgru.seq2seq import (
     Seq2Seq,
     Seq2SeqConfig,
     Translator,
-    Vocab,
     beam_search,
+    build_vocab,
     corpus_bleu,
     greedy,
     group_references,
@@ -32,6 +33,7 @@ from fastgru.seq2seq import (
     teacher_forcing_ratio,
     tokenize,
     train_translator,
+    vocab_from_dict,
 )
 from fastgru.seq2seq.pairs import pad_ids, read_pairs
 from fastgru.seq2seq.vocab import EOS_ID, PAD_ID, SOS_ID, SPECIALS, UNK_ID
@@ -77,12 +79,14 @@ def test_vocab_round_trip_unknown_words_and_json():
     rng = _rng()
     words = [f"w{i}" for i in range(rng.randint(5, 20))]
     sents = [[rng.choice(words) for _ in range(rng.randint(1, 6))] for _ in range(30)]
-    v = Vocab.build(sents)
+    v = build_vocab(sents)
     assert tuple(v.tokens[:4]) == SPECIALS and set(v.tokens[4:]) == {w for s in sents for w in s}
     s = sents[0]
-    assert v.decode(v.encode(s)) == s and v.encode(s)[-1] == EOS_ID
-    assert v.encode(["never-seen"], eos=False) == [UNK_ID]
-    assert Vocab.from_dict(json.loads(json.dumps(v.to_dict()))).tokens == v.tokens
+    assert v.decode(v.ids(s, eos=True)) == s and v.ids(s, eos=True)[-1] == EOS_ID
+    assert v.ids(["never-seen"]) == [UNK_ID]
+    assert vocab_from_dict(json.loads(json.dumps(v.to_dict()))).tokens == v.tokens
+    with pytest.raises(ValueError, match="special tokens"):  # a classify-text vocabulary: other special ids
+        vocab_from_dict(WordVocab.build(sents, min_freq=1).to_dict())
     counts = [sum(t == w for s in sents for t in s) for w in v.tokens[4:]]
     assert counts == sorted(counts, reverse=True)  # most frequent first
 
@@ -296,4 +300,4 @@ def test_user_tsv_gz_reverse_direction(tmp_path):
     assert not (tmp_path / "o" / "model-no-attention").exists()
     loaded = Translator.load(tmp_path / "o" / "model-attention")
     assert loaded.info["languages"] == ["target", "source"]
-    assert PAD_ID not in loaded.source_vocab.encode(tokenize(pairs.target[0]))
+    assert PAD_ID not in loaded.source_vocab.ids(tokenize(pairs.target[0]), eos=True)

@@ -4,7 +4,7 @@ greedily or by beam search. `fastgru translate` (fastgru.tasks.translate) is the
 
 Modules, one job each:
 
-- vocab:      normalisation, tokenisation, the word vocabulary (saved as JSON with the model)
+- vocab:      normalisation, tokenisation, the translation settings of fastgru.data.words.WordVocab
 - pairs:      sentence-pair files (shipped Tatoeba eng-fra or a user's TSV), checks, split, padding
 - model:      Seq2SeqConfig, encoder (fastgru.nn.GRU with ``lengths=``), attention, decoder, Seq2Seq
 - training:   the per-token loss, the teacher-forcing schedule, Seq2SeqTrainer (fastgru's Trainer)
@@ -20,8 +20,9 @@ from .model import Seq2Seq, Seq2SeqConfig
 from .pairs import SentencePairs, load_pairs, read_pairs, split_by_source
 from .training import Seq2SeqTrainer, sequence_loss, teacher_forcing_ratio, train_translator
 from .translator import Translator
-from .vocab import Vocab, normalize, tokenize
+from .vocab import build_vocab, normalize, tokenize, vocab_from_dict
 
-__all__ = ["Decoded", "Seq2Seq", "Seq2SeqConfig", "Seq2SeqTrainer", "SentencePairs", "Translator", "Vocab",
-           "beam_search", "corpus_bleu", "greedy", "group_references", "load_pairs", "normalize", "read_pairs",
-           "sequence_loss", "split_by_source", "teacher_forcing_ratio", "tokenize", "train_translator"]
+__all__ = ["Decoded", "Seq2Seq", "Seq2SeqConfig", "Seq2SeqTrainer", "SentencePairs", "Translator", "beam_search",
+           "build_vocab", "corpus_bleu", "greedy", "group_references", "load_pairs", "normalize", "read_pairs",
+           "sequence_loss", "split_by_source", "teacher_forcing_ratio", "tokenize", "train_translator",
+           "vocab_from_dict"]

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from ..data.tabular import DataFileError
-from .vocab import PAD_ID, Vocab, normalize, tokenize
+from ..data.words import WordVocab
+from .vocab import PAD_ID, normalize, tokenize
 
 BUILTIN = "tatoeba_eng_fra_5k"
 BUILTIN_FILE = "tatoeba_eng_fra_5k.tsv.gz"
@@ -144,6 +145,6 @@ def pad_ids(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, lengths
 
 
-def encode_sources(sentences: list[str], vocab: Vocab) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_sources(sentences: list[str], vocab: WordVocab) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded source ids (each sentence's tokens + EOS) and their lengths."""
-    return pad_ids([vocab.encode(tokenize(s)) for s in sentences])
+    return pad_ids([vocab.ids(tokenize(s), eos=True) for s in sentences])

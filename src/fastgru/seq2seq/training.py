@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.words import WordVocab
 from ..train import Batch, SequenceData, TrainConfig, Trainer, seed_everything
 from .model import Seq2Seq, Seq2SeqConfig
 from .pairs import SentencePairs, pad_ids
 from .translator import Translator
-from .vocab import PAD_ID, Vocab, tokenize
+from .vocab import PAD_ID, build_vocab, tokenize
 
 
 def teacher_forcing_ratio(epoch: int, epochs: int, start: float = 1.0, end: float = 0.5) -> float:
@@ -64,10 +65,10 @@ class Seq2SeqTrainer(Trainer):
         return metrics
 
 
-def pair_data(sources: list[str], targets: list[str], source_vocab: Vocab, target_vocab: Vocab) -> SequenceData:
+def pair_data(sources: list[str], targets: list[str], source_vocab: WordVocab, target_vocab: WordVocab) -> SequenceData:
     """SequenceData of padded source ids (+ lengths) and EOS-terminated target ids."""
-    x, lengths = pad_ids([source_vocab.encode(tokenize(s)) for s in sources])
-    y, _ = pad_ids([target_vocab.encode(tokenize(t)) for t in targets])
+    x, lengths = pad_ids([source_vocab.ids(tokenize(s), eos=True) for s in sources])
+    y, _ = pad_ids([target_vocab.ids(tokenize(t), eos=True) for t in targets])
     return SequenceData(x, y, lengths)
 
 
@@ -76,8 +77,8 @@ def train_translator(
     val: SentencePairs | None = None,
     *,
     config: dict[str, Any] | None = None,
-    source_vocab: Vocab | None = None,
-    target_vocab: Vocab | None = None,
+    source_vocab: WordVocab | None = None,
+    target_vocab: WordVocab | None = None,
     min_freq: int = 1,
     epochs: int = 20,
     batch_size: int = 64,
@@ -93,8 +94,8 @@ def train_translator(
     epoch by validation loss is kept; `out_dir` receives history.json."""
     src_tok = [tokenize(s) for s in train.source]
     tgt_tok = [tokenize(t) for t in train.target]
-    source_vocab = source_vocab or Vocab.build(src_tok, min_freq)
-    target_vocab = target_vocab or Vocab.build(tgt_tok, min_freq)
+    source_vocab = source_vocab or build_vocab(src_tok, min_freq)
+    target_vocab = target_vocab or build_vocab(tgt_tok, min_freq)
     train_data = pair_data(train.source, train.target, source_vocab, target_vocab)
     val_data = pair_data(val.source, val.target, source_vocab, target_vocab) if val is not None and len(val) else None
     cfg = Seq2SeqConfig(len(source_vocab), len(target_vocab), **(config or {}))

@@ -4,7 +4,7 @@ Folder layout (every file written atomically; no pickle):
 
     model.safetensors   weights, checksummed, the model config in its header (fastgru.checkpoint.write)
     config.json         the same config for people, plus the languages and the data it was trained on
-    vocab.json          {"source": ..., "target": ...}: the two vocabularies (fastgru.seq2seq.vocab.Vocab)
+    vocab.json          {"source": ..., "target": ...}: the two vocabularies (fastgru.data.words.WordVocab)
 
 ``Translator.load`` rebuilds the model from the header's config and checks that the vocabularies fit it.
 """
@@ -19,10 +19,11 @@ from typing import Any
 import torch
 
 from .. import atomic, checkpoint
+from ..data.words import WordVocab
 from .decode import Decoded, beam_search, greedy
 from .model import Seq2Seq, Seq2SeqConfig
 from .pairs import encode_sources
-from .vocab import Vocab, join_tokens, tokenize
+from .vocab import join_tokens, tokenize, vocab_from_dict
 
 FORMAT = "fastgru-translator-v1"
 FILES = ("model.safetensors", "config.json", "vocab.json")
@@ -33,8 +34,8 @@ class Translator:
     """model + source/target vocabularies; `info` holds languages and provenance (saved in config.json)."""
 
     model: Seq2Seq
-    source_vocab: Vocab
-    target_vocab: Vocab
+    source_vocab: WordVocab
+    target_vocab: WordVocab
     info: dict[str, Any] = field(default_factory=dict)
 
     def decode(self, sentences: list[str], beam: int = 1, length_penalty: float = 1.0) -> list[Decoded]:
@@ -87,7 +88,8 @@ class Translator:
             raise ValueError(f"{folder / 'model.safetensors'} is not a fastgru translation model")
         try:
             vocabs = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-            source, target = Vocab.from_dict(vocabs["source"]), Vocab.from_dict(vocabs["target"])
+            source = vocab_from_dict(vocabs["source"], "source vocabulary")
+            target = vocab_from_dict(vocabs["target"], "target vocabulary")
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{folder / 'vocab.json'}: not the vocabularies of a translation model ({exc})") from exc
         cfg = Seq2SeqConfig.from_dict(config["model"])
