@@ -96,6 +96,12 @@ def test_gradcheck(backend, reset_after):
 
     assert torch.autograd.gradcheck(f, (x, h0, *ws, *gains))
 
+    def g(x, h0, w_ih, w_hh, b_ih, b_hh, g_ih, g_hh):  # no lengths or masks: the kernel's single-pass path
+        return functional.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after, backend=backend,
+                                    layer_norm=(g_ih, g_hh))
+
+    assert torch.autograd.gradcheck(g, (x, h0, *ws, *gains))
+
 
 def test_parameters_streaming_and_differs_from_plain():
     m = fastgru.nn.LayerNormGRU(3, 4, num_layers=2).eval()

@@ -402,8 +402,8 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   const RecurrentGemm<T> back_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, false);  // dA_n @ W_hn
   const RecurrentGemm<T> back_rz(reset_after ? 0 : B, H, 2 * H, w, H, false);        // dA_rz @ W_hr,hz
 
-  // no masks, zoneout, lengths or layer norm: the fused single-pass step below
-  const bool plain = !c.zoneout() && !c.len && !c.rec_mask && !c.ln_gain;
+  // no masks, zoneout or lengths (a recurrent layer norm allowed): the fused single-pass step below
+  const bool plain = !c.zoneout() && !c.len && !c.rec_mask;
   for (int64_t i = s.T - 1; i >= 0; --i) {
     const int64_t t = s.step(i);
     const T* hp = buf_p + s.in(t) * B * H;
@@ -439,7 +439,9 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
     };
     if (plain && reset_after) {  // the common case in one pass: d becomes dh_{t-1} before the GEMM adds to it
       T* dgn = dghn_p + t * B * H;
+      T* dpre = c.ln_gain ? dpre_p + t * B * G3 : nullptr;
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
+        T* dgain = c.ln_gain ? dgain_of_thread() : nullptr;
         for (int64_t b = b0; b < b1; ++b) {
           T* dd = d + b * H;
           const T* dy = dout + b * H;
@@ -461,9 +463,13 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
             dgb[2 * H + j] = dn;
             tb[2 * H + j] = dgnb[j] = dn * r;
           }
+          if (c.ln_gain) {  // through the layer norm, while the row is in cache
+            const T* svb = sv + b * gw;
+            ln_backward(tb, G3, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3, dgain);
+          }
         }
       });
-      back_all(tmp, G3, T(1), d, H);
+      back_all(c.ln_gain ? dpre : tmp, G3, T(1), d, H);
       continue;
     }
     if (reset_after) {
