@@ -156,6 +156,17 @@ def _recurrence_backward(
     dg = dgi.view(T * B, 3 * H)
     # gradient of the recurrent pre-activations before the layer norm, when there is one
     dpre = rest[0].view(T * B, 3 * H) if ln_gain is not None else None
+
+    def input_side() -> tuple[Tensor, Tensor]:
+        dx = (dg @ w_ih).view(T, B, I) if need_dx else _empty(x)
+        return dx, dg.t() @ x.reshape(T * B, I)
+
+    # Without an input norm the input side goes first (as large temporaries die early, the peak stays
+    # lower); with one, dg is changed in place by the norm's backward, so it goes last.
+    input_first = w_ih is not None and ln_gain_ih is None
+    if input_first:
+        dx, dw_ih = input_side()
+        db_ih = dg.sum(0) if has_bias_ih else _empty(x)
     h_prev = buf[1:] if reverse else buf[:T]
     if rec_mask is not None:  # the cell saw h_{t-1} * mask
         h_prev = h_prev * rec_mask
@@ -181,14 +192,10 @@ def _recurrence_backward(
     dgain_ih = _empty(x)
     if w_ih is None:  # x was gi itself
         dx, dw_ih, db_ih = (dgi if need_dx else _empty(x)), _empty(x), _empty(x)
-        return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain, dgain_ih
-    if ln_gain_ih is not None:  # through the input norm, in place: dg becomes d(projection) (used above first)
+    elif not input_first:  # through the input norm, in place: dg becomes d(projection) (used above first)
         dgain_ih, db_ih = row_norm.normalize_backward_(dg, in_xhat.view(T * B, 3 * H), in_rstd, ln_gain_ih)
         db_ih = db_ih if has_bias_ih else _empty(x)
-    else:
-        db_ih = dg.sum(0) if has_bias_ih else _empty(x)
-    dx = (dg @ w_ih).view(T, B, I) if need_dx else _empty(x)
-    dw_ih = dg.t() @ x.reshape(T * B, I)
+        dx, dw_ih = input_side()
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain, dgain_ih
 
 
