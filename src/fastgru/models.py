@@ -22,12 +22,14 @@ size that gives a cell a parameter budget (e.g. Chung et al. 2014's ~20k paramet
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .settings import JsonSettings
 
 CELLS = ("gru", "lstm", "rnn", "torch_gru")
 HEADS = ("regression", "classification", "multilabel", "next_token")
@@ -37,7 +39,7 @@ State = Tensor | tuple[Tensor, Tensor]  # h_n, or (h_n, c_n) for an LSTM
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(JsonSettings):
     """Everything needed to rebuild a :class:`SequenceModel` (stored as JSON next to checkpoints).
 
     input_size: features per step of a float input; leave None when the input is token ids
@@ -49,6 +51,8 @@ class ModelConfig:
     dropout: between stacked recurrent layers (as torch.nn.GRU); head_dropout: before the Dense head.
     reset_after, init: passed to fastgru.nn.GRU (cell ``"gru"`` only).
     """
+
+    settings_label = "model config keys"
 
     input_size: int | None = None
     hidden_size: int = 64
@@ -105,16 +109,6 @@ class ModelConfig:
         if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.head_dropout < 1.0):
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout} and {self.head_dropout}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def _make_rnn(cfg: ModelConfig) -> nn.Module:

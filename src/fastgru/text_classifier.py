@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from . import atomic
 from .data.words import WordVocab
 from .nn import GRU
+from .settings import JsonSettings
 from .train.checkpoints import load_model, save_model
 
 POOLINGS = ("last", "max", "last+max")
@@ -40,8 +41,10 @@ FORMAT = "fastgru-text-classifier-v1"
 
 
 @dataclass
-class TextGRUConfig:
+class TextGRUConfig(JsonSettings):
     """Everything needed to rebuild a :class:`TextGRU` (stored as JSON next to the weights)."""
+
+    settings_label = "text model config keys"
 
     vocab_size: int
     num_classes: int
@@ -71,16 +74,6 @@ class TextGRUConfig:
         if self.head != "classification":
             raise ValueError(f"a TextGRU has a classification head, got head={self.head!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TextGRUConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown text model config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 class TextGRU(nn.Module):

@@ -23,18 +23,19 @@ Bengio et al. 2015); in eval mode it always teacher-forces (the validation loss 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..nn import GRU
+from ..settings import JsonSettings
 from .vocab import PAD_ID, SOS_ID
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(JsonSettings):
     """Sizes of a translation model (saved with it).
 
     hidden_size: the decoder state and the encoder's annotations (a bidirectional encoder gives each
@@ -42,6 +43,8 @@ class Seq2SeqConfig:
     attention_size: the inner size of the additive attention (default hidden_size); output_size: the
     deep-output layer before the softmax (default embedding_size).
     """
+
+    settings_label = "translation-model config keys"
 
     src_vocab_size: int
     tgt_vocab_size: int
@@ -76,16 +79,6 @@ class Seq2SeqConfig:
     def annotation_size(self) -> int:
         return self.encoder_size * (2 if self.bidirectional else 1)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Seq2SeqConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown translation-model config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 @dataclass

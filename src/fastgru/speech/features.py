@@ -16,16 +16,19 @@ model), which works frame by frame, unlike per-utterance normalisation.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import librosa
 import numpy as np
 
+from ..settings import JsonSettings
+
 
 @dataclass(frozen=True)
-class LogMelSettings:
+class LogMelSettings(JsonSettings):
     """Feature settings; stored with a trained model so prediction computes the same features."""
+
+    settings_label = "feature settings"
 
     sample_rate: int = 16000
     n_fft: int = 400
@@ -54,16 +57,6 @@ class LogMelSettings:
         """Frames in a signal of `num_samples` samples (0 when shorter than one window)."""
         return 0 if num_samples < self.n_fft else 1 + (num_samples - self.n_fft) // self.hop_length
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LogMelSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown feature settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 @functools.lru_cache(maxsize=8)

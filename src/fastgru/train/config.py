@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from ..settings import JsonSettings
 
 OPTIMIZERS = ("adam", "rmsprop")
 SCHEDULES = ("none", "step", "cosine", "plateau")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonSettings):
     """Settings of :class:`fastgru.train.Trainer`.
 
     epochs, batch_size: batch_size is the *global* batch (split across processes under DDP); for
@@ -31,6 +32,8 @@ class TrainConfig:
     distributed: "auto" uses DistributedDataParallel when launched by torchrun (WORLD_SIZE > 1),
         "off" never does.
     """
+
+    settings_label = "training config keys"
 
     epochs: int = 10
     batch_size: int = 32
@@ -81,16 +84,6 @@ class TrainConfig:
         if self.clip_norm is not None and self.clip_norm < 0:
             raise ValueError(f"clip_norm must be None or >= 0, got {self.clip_norm}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 # Settings that must agree between a checkpoint and the run resuming it: they change the numbers.
