@@ -332,13 +332,8 @@ class LayerMasks:
 def _dropout_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor | None:
     if p <= 0:
         return None
-    return _bernoulli(shape, 1 - p, like).div_(1 - p)
-
-
-def _bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
-    """0/1 mask with P(1) = p, drawn in place (no (shape)-sized tensor of probabilities first: at
-    a (B, H)-sized tensor of probabilities first)."""
-    return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(p)
+    # drawn in place: no tensor of probabilities is built first
+    return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(1 - p).div_(1 - p)
 
 
 def draw_masks(

@@ -142,11 +142,11 @@ class GRU(nn.Module):
 
     def __getstate__(self) -> dict:
         # the kernel's stepper is a cache that cannot be pickled: copies and torch.save rebuild it on use
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        return {**state, "_stepper": None}
+        return {**super().__getstate__(), "_stepper": None}
 
-    def _regularized(self) -> bool:
-        return bool(self.input_dropout or self.recurrent_dropout or self.zoneout or self.dropout)
+    def _draws_masks(self) -> bool:
+        """Training with any regularisation: each call draws per-sequence masks, which step() cannot."""
+        return self.training and bool(self.input_dropout or self.recurrent_dropout or self.zoneout or self.dropout)
 
     def _step_runner(self):
         """The CPU kernel's Stepper for this model, built once and cached (it re-transposes the weights
@@ -256,7 +256,7 @@ class GRU(nn.Module):
         full-sequence call's outputs. Unidirectional only; regularisation must be off (eval mode).
         Inference on a CPU runs one fused C++ call for all layers (a few microseconds).
         """
-        if state is not None and not torch.is_grad_enabled() and not (self.training and self._regularized()):
+        if state is not None and not torch.is_grad_enabled() and not self._draws_masks():
             runner = self._step_runner()
             if runner:  # the common streaming call: one C++ call does the checks and the step
                 result = runner(input, state)
@@ -264,7 +264,7 @@ class GRU(nn.Module):
                     return result[1], result[0]
         if self.bidirectional:
             raise GRUInputError("step() needs a unidirectional GRU: the reverse direction reads the future")
-        if self.training and self._regularized():
+        if self._draws_masks():
             raise GRUInputError("step() draws no per-sequence masks: call model.eval() before streaming")
         unbatched = input.dim() == 1
         x = input.unsqueeze(0) if unbatched else input
@@ -290,7 +290,7 @@ class GRU(nn.Module):
             return None
 
         def stepper(x: Tensor, state: Tensor):
-            if self.training and self._regularized():
+            if self._draws_masks():
                 return None
             runner = self._step_runner()
             return runner(x, state) if runner else None
