@@ -23,7 +23,7 @@ def normalize_(v: Tensor, gain: Tensor, bias: Tensor | None, keep_xhat: bool) ->
     """Rows of v (..., N) <- xhat (keep_xhat) or xhat * gain + bias; returns rstd per row (rows,)."""
     ext = _ext(v)
     if ext is not None:
-        return ext.norm_rows(v, gain.contiguous(), None if bias is None else bias.contiguous(), keep_xhat, LN_EPS)
+        return ext.norm_rows(v, gain.contiguous(), None if bias is None else bias.contiguous(), keep_xhat)
     rows = v.view(-1, v.shape[-1])
     var, mean = torch.var_mean(rows, dim=1, correction=0, keepdim=True)
     rstd = torch.rsqrt(var + LN_EPS)

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <cmath>
@@ -186,13 +187,21 @@ struct Slots {
 
 // Recurrent layer norm (Ba et al. 2016): v <- (v - mean) * rstd * gain over a block of `width` values,
 // keeping the normalised values and rstd for backward. The shift is the layer's b_hh.
+constexpr double kLnEps = 1e-5;  // fastgru.backends.LN_EPS
+
+// Mean and 1 / sqrt(variance + eps) of `width` values (two passes: exact for large means).
 template <typename T>
-void ln_forward(T* v, int64_t width, const T* gain, T* xhat, T* rstd_out) {
+std::pair<T, T> mean_rstd(const T* v, int64_t width) {
   T mean = 0, var = 0;
   for (int64_t j = 0; j < width; ++j) mean += v[j];
   mean /= T(width);
   for (int64_t j = 0; j < width; ++j) var += (v[j] - mean) * (v[j] - mean);
-  const T rstd = T(1) / std::sqrt(var / T(width) + T(1e-5));
+  return {mean, T(1) / std::sqrt(var / T(width) + T(kLnEps))};
+}
+
+template <typename T>
+void ln_forward(T* v, int64_t width, const T* gain, T* xhat, T* rstd_out) {
+  const auto [mean, rstd] = mean_rstd(v, width);
   for (int64_t j = 0; j < width; ++j) {
     xhat[j] = (v[j] - mean) * rstd;
     v[j] = xhat[j] * gain[j];
@@ -380,6 +389,18 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   // the recurrent norm's gain gradient, one (3H) partial sum per thread (summed by the caller)
   T* dgain_p = c.ln_gain ? dgain_parts.data_ptr<T>() : nullptr;
   auto dgain_of_thread = [&]() { return dgain_p + at::get_thread_num() * G3; };
+  // Every row of one step through one normalised block: columns [col, col + width) of src (rows of G3)
+  // to the same columns of dpre, with that block's saved xhat and its rstd slot.
+  auto ln_backward_rows = [&](const T* sv, const T* src, T* dpre, int64_t col, int64_t width, int64_t slot) {
+    for_rows(B, G3, [&](int64_t b0, int64_t b1) {
+      T* dgain = dgain_of_thread() + col;
+      for (int64_t b = b0; b < b1; ++b) {
+        const T* svb = sv + b * gw;
+        ln_backward(src + b * G3 + col, width, c.ln_gain + col, svb + ln_at + col, svb[ln_at + G3 + slot],
+                    dpre + b * G3 + col, dgain);
+      }
+    });
+  };
   const T* dbuf_p = dbuf.data_ptr<T>();
   const T* buf_p = buf.data_ptr<T>();
   const T* gates_p = gates.data_ptr<T>();
@@ -502,13 +523,7 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
       });
       if (c.ln_gain) {  // through the layer norm: tmp becomes the gradient of h @ W_hh^T
         T* dpre = dpre_p + t * B * G3;
-        for_rows(B, G3, [&](int64_t b0, int64_t b1) {
-          T* dgain = dgain_of_thread();
-          for (int64_t b = b0; b < b1; ++b) {
-            const T* svb = sv + b * gw;
-            ln_backward(tmp + b * G3, G3, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3, dgain);
-          }
-        });
+        ln_backward_rows(sv, tmp, dpre, 0, G3, 0);
         back_all(dpre, G3, T(1), dhm, H);
       } else {
         back_all(tmp, G3, T(1), dhm, H);
@@ -530,14 +545,7 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
       const T* dn_src = dg + 2 * H;  // gradient of W_hn (r * hm), through the n-block norm if any
       T* dpre = c.ln_gain ? dpre_p + t * B * G3 : nullptr;
       if (c.ln_gain) {
-        for_rows(B, G3, [&](int64_t b0, int64_t b1) {
-          T* dgain = dgain_of_thread();
-          for (int64_t b = b0; b < b1; ++b) {
-            const T* svb = sv + b * gw;
-            ln_backward(dg + b * G3 + 2 * H, H, c.ln_gain + 2 * H, svb + ln_at + 2 * H, svb[ln_at + G3 + 1],
-                        dpre + b * G3 + 2 * H, dgain + 2 * H);
-          }
-        });
+        ln_backward_rows(sv, dg, dpre, 2 * H, H, 1);
         dn_src = dpre + 2 * H;
       }
       back_n(dn_src, G3, T(0), tmp, G3);  // d(r * hm) into tmp[:, :H]
@@ -562,13 +570,7 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
         }
       });
       if (c.ln_gain) {
-        for_rows(B, G3, [&](int64_t b0, int64_t b1) {
-          T* dgain = dgain_of_thread();
-          for (int64_t b = b0; b < b1; ++b) {
-            const T* svb = sv + b * gw;
-            ln_backward(dg + b * G3, 2 * H, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3, dgain);
-          }
-        });
+        ln_backward_rows(sv, dg, dpre, 0, 2 * H, 0);
         back_rz(dpre, G3, T(1), dhm, H);
       } else {
         back_rz(dg, G3, T(1), dhm, H);
@@ -651,7 +653,8 @@ template <typename T>
 Cell<T> make_cell(const T* b_hh, const c10::optional<at::Tensor>& lengths, const c10::optional<at::Tensor>& rec_mask,
                   const c10::optional<at::Tensor>& zone_mask, double zone_p, double hs_alpha, double hs_beta,
                   const c10::optional<at::Tensor>& ln_gain, const T* gi_gain = nullptr, const T* gi_bias = nullptr) {
-  return Cell<T>{b_hh, lengths_ptr(lengths), optional_ptr<T>(rec_mask, "rec_mask"), bool_mask_ptr(zone_mask, "zone_mask"),
+  return Cell<T>{b_hh, lengths_ptr(lengths), optional_ptr<T>(rec_mask, "rec_mask"),
+                 bool_mask_ptr(zone_mask, "zone_mask"),
                  T(zone_p), T(hs_alpha), T(hs_beta), optional_ptr<T>(ln_gain, "ln_gain"), gi_gain, gi_bias};
 }
 
@@ -704,8 +707,8 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   at::Tensor dh0 = at::empty({B, H}, buf.options());
   const bool layer_norm = ln_gain.has_value() && ln_gain->defined();
   at::Tensor dgh_pre = layer_norm ? empty_huge({T, B, 3 * H}, buf.options()) : at::empty({0}, buf.options());
-  at::Tensor dgain_parts = layer_norm ? at::zeros({std::max<int64_t>(at::get_num_threads(), omp_get_max_threads()), 3 * H}, buf.options())
-                                      : at::empty({0}, buf.options());
+  const int64_t max_threads = std::max<int64_t>(at::get_num_threads(), omp_get_max_threads());
+  at::Tensor dgain_parts = layer_norm ? at::zeros({max_threads, 3 * H}, buf.options()) : at::empty({0}, buf.options());
   AT_DISPATCH_FLOATING_TYPES(buf.scalar_type(), "fastgru_backward", [&] {
     const Cell<scalar_t> c =
         make_cell<scalar_t>(nullptr, lengths, rec_mask, zone_mask, zone_p, hs_alpha, hs_beta, ln_gain);
@@ -718,10 +721,10 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   return {dgi, dgh_n, dh0};
 }
 
-// Layer norm over each row of v (rows, N), in place: v <- xhat (keep_xhat, for training: the cell then
-// applies gain and shift itself) or xhat * gain + bias (inference). Returns rstd per row.
-at::Tensor norm_rows(at::Tensor& v, const at::Tensor& gain, const c10::optional<at::Tensor>& bias, bool keep_xhat,
-                     double eps) {
+// Layer norm over each row of v (rows, N), in place, with the kernel's epsilon (kLnEps): v <- xhat
+// (keep_xhat, for training: the cell then applies gain and shift itself) or xhat * gain + bias
+// (inference). Returns rstd per row.
+at::Tensor norm_rows(at::Tensor& v, const at::Tensor& gain, const c10::optional<at::Tensor>& bias, bool keep_xhat) {
   check_inputs(v, "v");
   check_inputs(gain, "gain");
   const int64_t N = v.size(-1), rows = v.numel() / N;
@@ -735,13 +738,7 @@ at::Tensor norm_rows(at::Tensor& v, const at::Tensor& gain, const c10::optional<
     for_rows(rows, N, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         T* x = vp + r * N;
-        T mean = 0, var = 0;
-        _Pragma("omp simd reduction(+ : mean)")
-        for (int64_t j = 0; j < N; ++j) mean += x[j];
-        mean /= T(N);
-        _Pragma("omp simd reduction(+ : var)")
-        for (int64_t j = 0; j < N; ++j) var += (x[j] - mean) * (x[j] - mean);
-        const T rs = T(1) / std::sqrt(var / T(N) + T(eps));
+        const auto [mean, rs] = mean_rstd(x, N);
         rp[r] = rs;
         if (keep_xhat) {
         _Pragma("omp simd")
@@ -780,21 +777,8 @@ std::vector<at::Tensor> norm_rows_backward(at::Tensor& dy, const at::Tensor& xha
         T* dbias = dgain + N;
         for (int64_t r = rows * ch / chunks; r < rows * (ch + 1) / chunks; ++r) {
           T* d = dp + r * N;
-          const T* xh = xp + r * N;
-          T m1 = 0, m2 = 0;
-        _Pragma("omp simd reduction(+ : m1, m2)")
-          for (int64_t j = 0; j < N; ++j) {
-            dgain[j] += d[j] * xh[j];
-            dbias[j] += d[j];
-            const T dx = d[j] * g[j];
-            m1 += dx;
-            m2 += dx * xh[j];
-          }
-          m1 /= T(N);
-          m2 /= T(N);
-          const T rs = rp[r];
-        _Pragma("omp simd")
-          for (int64_t j = 0; j < N; ++j) d[j] = rs * (d[j] * g[j] - m1 - xh[j] * m2);
+          for (int64_t j = 0; j < N; ++j) dbias[j] += d[j];
+          ln_backward(d, N, g, xp + r * N, rp[r], d, dgain);  // in place: d becomes the input's gradient
         }
       }
     });
