@@ -285,6 +285,27 @@ def _sync(cnt_ptr, target, SYNC: tl.constexpr):
 
 
 @triton.jit
+def _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, B, H, rows, rmask, u, m2,
+                 HAS_LEN: tl.constexpr, RING: tl.constexpr, EMU: tl.constexpr):
+    """The step's new state h' = n + z (h - n) (h itself past a sequence's length), written out."""
+    h = _own(st, r_in, B, H, rows, u, m2)
+    new = n + z * (h - n)
+    if HAS_LEN:
+        new = tl.where(_live(len_ptr, rows, rmask, t), new, h)
+    _put_state(new, buf_ptr, st, s_out, r_out, B, H, rows, u, m2, RING, EMU)
+
+
+@triton.jit
+def _save_rzn(gates_ptr, width, t, B, H, rows, u, m2, r, z, n, EMU: tl.constexpr):
+    """Saves r, z, n of step t in rows of `width` saved values; returns the tile's pointers."""
+    gp = gates_ptr + t.to(tl.int64) * B * width + rows[:, None] * width + u[None, :]
+    _store(gp, r, m2, EMU)
+    _store(gp + H, z, m2, EMU)
+    _store(gp + 2 * H, n, m2, EMU)
+    return gp
+
+
+@triton.jit
 def _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
                  wt_r, wt_z, wt_n, gh_ptr,
                  REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr, SAVE: tl.constexpr,
@@ -309,16 +330,9 @@ def _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_p
     z = _sigmoid(_gi(gi_ptr, t, s_gt, s_gb, 1, H, rows, u, m2) + az + _bias(b_ptr, 1, H, u, umask, HAS_BIAS))
     hn = an + _bias(b_ptr, 2, H, u, umask, HAS_BIAS)
     n = _tanh(_gi(gi_ptr, t, s_gt, s_gb, 2, H, rows, u, m2) + r * hn)
-    h = _own(st, r_in, B, H, rows, u, m2)
-    new = n + z * (h - n)
-    if HAS_LEN:
-        new = tl.where(_live(len_ptr, rows, rmask, t), new, h)
-    _put_state(new, buf_ptr, st, s_out, r_out, B, H, rows, u, m2, RING, EMU)
+    _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, B, H, rows, rmask, u, m2, HAS_LEN, RING, EMU)
     if SAVE:
-        gp = gates_ptr + t.to(tl.int64) * B * (4 * H) + rows[:, None] * (4 * H) + u[None, :]
-        _store(gp, r, m2, EMU)
-        _store(gp + H, z, m2, EMU)
-        _store(gp + 2 * H, n, m2, EMU)
+        gp = _save_rzn(gates_ptr, 4 * H, t, B, H, rows, u, m2, r, z, n, EMU)
         _store(gp + 3 * H, hn, m2, EMU)
 
 
@@ -368,16 +382,9 @@ def _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr
                                 1, 2, 2, 2, True, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
                                 USE_DOT, PREC, EMU)
     n = _tanh(_gi(gi_ptr, t, s_gt, s_gb, 2, H, rows, u, m2) + an + _bias(b_ptr, 2, H, u, umask, HAS_BIAS))
-    h = _own(st, r_in, B, H, rows, u, m2)
-    new = n + z * (h - n)
-    if HAS_LEN:
-        new = tl.where(_live(len_ptr, rows, rmask, t), new, h)
-    _put_state(new, buf_ptr, st, s_out, r_out, B, H, rows, u, m2, RING, EMU)
+    _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, B, H, rows, rmask, u, m2, HAS_LEN, RING, EMU)
     if SAVE:
-        gp = gates_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
-        _store(gp, r, m2, EMU)
-        _store(gp + H, z, m2, EMU)
-        _store(gp + 2 * H, n, m2, EMU)
+        _save_rzn(gates_ptr, 3 * H, t, B, H, rows, u, m2, r, z, n, EMU)
 
 
 # ----------------------------------------------------------------------------- backward step bodies
