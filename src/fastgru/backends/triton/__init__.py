@@ -4,6 +4,14 @@ Implements the backend contract of `fastgru.backends` (`recurrence_forward`, `re
 plus `is_available(device)`. Importing this package raises ImportError when Triton is missing, which
 `fastgru.backends.select` turns into the CPU fallback (or a clear message for backend='triton').
 
+Cell options (SUPPORTS_CELL_OPTIONS): recurrent dropout (rec_mask), zoneout (the training keep-mask
+zone_mask, or eval mode's spec.zoneout) and the activations of `spec` (gate sigmoid / hard_sigmoid,
+candidate tanh / relu / softsign / sigmoid / hard_sigmoid) are fused into the same kernels, forward and
+backward, in every mode below; they are compile-time switches, so a plain GRU runs the same code as
+without them. The recurrent layer norm (ln_gain, LayerNormGRU) is not implemented here yet
+(SUPPORTS_LAYER_NORM = False): `select` runs those calls in the torch loop on CUDA, and the contract
+functions refuse ln_gain.
+
 Precision. Inputs and weights may be float32, bfloat16 or float16. The recurrence runs in float32
 (state, gate activations, accumulation, the carried gradient dh); what the contract returns has the
 input dtype, like the other backends and cuDNN: buf and gates take gi's dtype, dgi, dgh_n and dh0
@@ -42,13 +50,17 @@ import torch
 import triton  # noqa: F401  (ImportError here means: no Triton, use another backend)
 from torch import Tensor
 
+from .. import PLAIN, CellSpec
 from .heuristics import Plan, make_plan
 from .launch import allow_tf32, backward, device_ok, forward, interpreting, plan_for
 
 __all__ = [
-    "Plan", "allow_tf32", "interpreting", "is_available", "make_plan", "plan_for",
-    "recurrence_backward", "recurrence_forward",
+    "SUPPORTS_CELL_OPTIONS", "SUPPORTS_LAYER_NORM", "Plan", "allow_tf32", "interpreting", "is_available",
+    "make_plan", "plan_for", "recurrence_backward", "recurrence_forward",
 ]
+
+SUPPORTS_CELL_OPTIONS = True  # rec_mask, zone_mask, spec (activations, eval zoneout)
+SUPPORTS_LAYER_NORM = False  # ln_gain: not yet (select() routes layer-norm calls elsewhere)
 
 
 def is_available(device: torch.device | str | None = None) -> bool:
@@ -71,9 +83,16 @@ def recurrence_forward(
     reset_after: bool,
     reverse: bool,
     save: bool,
+    *,
+    rec_mask: Tensor | None = None,
+    zone_mask: Tensor | None = None,
+    spec: CellSpec = PLAIN,
+    ln_gain: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The contract's forward (fastgru.backends); buf and gates in gi's dtype, computed in float32."""
-    return forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save)
+    _refuse_layer_norm(ln_gain)
+    return forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, rec_mask=rec_mask,
+                   zone_mask=zone_mask, spec=spec)
 
 
 def recurrence_backward(
@@ -84,6 +103,21 @@ def recurrence_backward(
     lengths: Tensor | None,
     reset_after: bool,
     reverse: bool,
+    *,
+    rec_mask: Tensor | None = None,
+    zone_mask: Tensor | None = None,
+    spec: CellSpec = PLAIN,
+    ln_gain: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The contract's backward (fastgru.backends); outputs in buf's dtype, computed in float32."""
-    return backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse)
+    _refuse_layer_norm(ln_gain)
+    return backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, rec_mask=rec_mask, zone_mask=zone_mask,
+                    spec=spec)
+
+
+def _refuse_layer_norm(ln_gain: Tensor | None) -> None:
+    if ln_gain is not None:
+        raise RuntimeError(
+            "the Triton backend does not fuse the recurrent layer norm (ln_gain, LayerNormGRU) yet; "
+            "use backend='auto', which runs it in fastgru.backends.torch_loop on CUDA"
+        )

@@ -7,15 +7,18 @@ produces only its own units; the programs of one batch block exchange data throu
   for half inputs a 2-slot fp32 ring (RING; buf then receives rounded copies in the input dtype). A
   2-slot ring is safe: a program overwrites slot s two steps later, after the barrier that all
   readers of slot s passed once done with it;
-- reset_after=False: the (B, H) `rh` scratch, r * h_prev of every unit, which feeds W_hn;
+- reset_after=False: the (B, H) `rh` scratch, r * h_prev (times the recurrent-dropout mask, if any)
+  of every unit, which feeds W_hn;
 - backward: the gate gradients dgi[t] / dgh_n[t] themselves (dh_prev = dG @ W_hh needs every unit's
   dG); dh itself stays with its program (fp32, in registers / a per-step carry buffer).
 In the persistent kernel a grid-wide barrier separates writing and reading; in the per-step kernels
 the kernel boundary does.
 
 Every step body is one `@triton.jit` function used by both kernels (`_fwd_ra_step`, `_fwd_rz_step` +
-`_fwd_n_step`, `_bwd_ra_gates`, `_bwd_rb_gates1` + `_bwd_rb_gates2`, `_bwd_dh`). The recurrent product
-comes from `_product`, in one of three ways (constexpr MM):
+`_fwd_n_step`, `_bwd_ra_gates`, `_bwd_rb_gates1` + `_bwd_rb_gates2` (both variants' gate gradients
+start with `_bwd_cell`), `_bwd_dh`). The cell options (recurrent dropout, zoneout, activations) live in
+these same bodies behind constexprs (see "cell options" below). The recurrent product comes from
+`_product`, in one of three ways (constexpr MM):
   0  W_hh tile held in registers: loaded once per kernel (persistent: once per sequence),
   1  W_hh streamed from global memory (L2) in BLOCK_K chunks every step (W too big to hold),
   2  read from memory: a cuBLAS GEMM computed it before the launch (large-batch "gemm" mode).
@@ -58,6 +61,40 @@ def _tanh(x):
     e = tl.exp(-2.0 * tl.abs(x))
     t = (1.0 - e) / (1.0 + e)
     return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def _act(x, ACT: tl.constexpr, hs_a, hs_b):
+    """Activation ACT of fp32 x; ids as fastgru.backends.ACTIVATIONS (0 sigmoid, 1 hard_sigmoid
+    clamp(hs_a x + hs_b, 0, 1), 2 tanh, 3 relu, 4 softsign)."""
+    if ACT == 0:
+        y = _sigmoid(x)
+    elif ACT == 1:
+        y = tl.minimum(tl.maximum(hs_a * x + hs_b, 0.0), 1.0)
+    elif ACT == 2:
+        y = _tanh(x)
+    elif ACT == 3:
+        y = tl.maximum(x, 0.0)
+    else:
+        y = x / (1.0 + tl.abs(x))
+    return y
+
+
+@triton.jit
+def _act_grad(y, ACT: tl.constexpr, hs_a):
+    """d act / dx of activation ACT expressed through its output y (as torch_loop.activation_grad)."""
+    if ACT == 0:
+        d = y * (1.0 - y)
+    elif ACT == 1:
+        d = tl.where((y > 0.0) & (y < 1.0), hs_a, 0.0)
+    elif ACT == 2:
+        d = 1.0 - y * y
+    elif ACT == 3:
+        d = tl.where(y > 0.0, 1.0, 0.0)
+    else:
+        a = 1.0 - tl.abs(y)
+        d = a * a
+    return d
 
 
 @triton.jit
@@ -136,6 +173,16 @@ def _load_src(ptr, stride, rows, rmask, c, cmask):
 
 
 @triton.jit
+def _masked_src(ptr, stride, rows, rmask, c, cmask, mk_ptr, H, MASKED: tl.constexpr):
+    """_load_src, times the recurrent-dropout mask mk[rows, c] ((B, H), read-only) when MASKED."""
+    x = _load_src(ptr, stride, rows, rmask, c, cmask)
+    if MASKED:
+        p = mk_ptr + rows[:, None].to(tl.int64) * H + c[None, :]
+        x = x * tl.load(p, mask=rmask[:, None] & cmask[None, :], other=0.0).to(tl.float32)
+    return x
+
+
+@triton.jit
 def _load_wt(w_ptr, gate, H, u, umask, c, cmask, TRANS: tl.constexpr):
     """(len(c), len(u)) tile of gate `gate`'s block of W_hh (3H, H), contraction index c first.
 
@@ -172,15 +219,16 @@ def _mm(x, wt, USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
 
 
 @triton.jit
-def _product(s0, ss0, s1, ss1, s2, ss2, w_ptr, H, rows, rmask, u, umask, wt0, wt1, wt2,
+def _product(s0, ss0, s1, ss1, s2, ss2, mk_ptr, w_ptr, H, rows, rmask, u, umask, wt0, wt1, wt2,
              NG: tl.constexpr, G0: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr,
-             SAME_SRC: tl.constexpr, TRANS: tl.constexpr, MM: tl.constexpr,
+             SAME_SRC: tl.constexpr, MASKED: tl.constexpr, TRANS: tl.constexpr, MM: tl.constexpr,
              H_PAD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
              USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
     """a_k = src_k[rows, :H] @ (gate G_k's W_hh tile) for k < NG; unused outputs are zero.
 
-    src_k is a row-major matrix at s_k with row stride ss_k. MM=0: the tiles wt_k are given (held in
-    registers); MM=1: W_hh is read in BLOCK_K chunks here.
+    src_k is a row-major matrix at s_k with row stride ss_k; MASKED: src_0 times the (B, H) mask at
+    mk_ptr (the forward's h_{t-1} * rec_mask; SAME_SRC then shares it). MM=0: the tiles wt_k are given
+    (held in registers); MM=1: W_hh is read in BLOCK_K chunks here.
     """
     a0 = tl.zeros((BLOCK_B, BLOCK_H), tl.float32)
     a1 = tl.zeros((BLOCK_B, BLOCK_H), tl.float32)
@@ -188,7 +236,7 @@ def _product(s0, ss0, s1, ss1, s2, ss2, w_ptr, H, rows, rmask, u, umask, wt0, wt
     if MM == 0:
         c = tl.arange(0, H_PAD)
         cmask = c < H
-        x0 = _load_src(s0, ss0, rows, rmask, c, cmask)
+        x0 = _masked_src(s0, ss0, rows, rmask, c, cmask, mk_ptr, H, MASKED)
         a0 = _mm(x0, wt0, USE_DOT, PREC, EMU)
         if NG > 1:
             if SAME_SRC:
@@ -206,7 +254,7 @@ def _product(s0, ss0, s1, ss1, s2, ss2, w_ptr, H, rows, rmask, u, umask, wt0, wt
         for k0 in range(0, H, BLOCK_K):
             c = k0 + tl.arange(0, BLOCK_K)
             cmask = c < H
-            x0 = _load_src(s0, ss0, rows, rmask, c, cmask)
+            x0 = _masked_src(s0, ss0, rows, rmask, c, cmask, mk_ptr, H, MASKED)
             a0 += _mm(x0, _load_wt(w_ptr, G0, H, u, umask, c, cmask, TRANS), USE_DOT, PREC, EMU)
             if NG > 1:
                 if SAME_SRC:
@@ -281,15 +329,56 @@ def _sync(cnt_ptr, target, SYNC: tl.constexpr):
         tl.debug_barrier()
 
 
+# ---------------------------------------------------------------------------------------- cell options
+# The contract's cell options (fastgru.backends), all selected by constexprs so that a plain GRU compiles
+# to the same code as without them: RMASK, recurrent dropout (the cell sees hm = h_{t-1} * rec_mask in
+# the recurrent products and in the interpolation n + z (hm - n)); ZONE, zoneout (1: a bool keep-mask
+# per step, 2: eval mode's probability zone_p; h_t = k h_{t-1} + (1 - k) cell); GACT / CACT, the gate and
+# candidate activations (ids of fastgru.backends.ACTIVATIONS; hard_sigmoid's slope hs_a, offset hs_b).
+
+
+@triton.jit
+def _masked(x, rm_ptr, H, rows, u, m2, RMASK: tl.constexpr):
+    """x * rec_mask on this tile ((B, H) mask, read-only); x itself without recurrent dropout."""
+    if RMASK:
+        x = x * tl.load(rm_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
+    return x
+
+
+@triton.jit
+def _zone_keep(zm_ptr, zone_p, t, B, H, rows, u, m2, ZONE: tl.constexpr):
+    """Zoneout's share k of the previous state at step t: the keep-mask (ZONE=1; True = keep) as 1 / 0,
+    or the eval-mode probability zone_p (ZONE=2)."""
+    if ZONE == 1:
+        p = zm_ptr + t.to(tl.int64) * B * H + rows[:, None] * H + u[None, :]
+        k = (tl.load(p, mask=m2, other=0) != 0).to(tl.float32)
+    else:
+        k = zone_p
+    return k
+
+
+@triton.jit
+def _gate(gi_ptr, t, s_gt, s_gb, k, H, rows, u, m2, a, b_ptr, umask, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
+          hs_a, hs_b):
+    """act(gi[t, :, block k] + a + b_hh[block k]) for this tile (a: the recurrent product)."""
+    return _act(_gi(gi_ptr, t, s_gt, s_gb, k, H, rows, u, m2) + a + _bias(b_ptr, k, H, u, umask, HAS_BIAS), ACT,
+                hs_a, hs_b)
+
+
 # ------------------------------------------------------------------------------ forward step bodies
 
 
 @triton.jit
-def _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, B, H, rows, rmask, u, m2,
-                 HAS_LEN: tl.constexpr, RING: tl.constexpr, EMU: tl.constexpr):
-    """The step's new state h' = n + z (h - n) (h itself past a sequence's length), written out."""
+def _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, B, H, rows, rmask, u,
+                 m2, HAS_LEN: tl.constexpr, RMASK: tl.constexpr, ZONE: tl.constexpr, RING: tl.constexpr,
+                 EMU: tl.constexpr):
+    """The step's new state, written out: h' = n + z (hm - n); with zoneout k h + (1 - k) h'; h itself
+    past a sequence's length."""
     h = _own(st, r_in, B, H, rows, u, m2)
-    new = n + z * (h - n)
+    new = n + z * (_masked(h, rm_ptr, H, rows, u, m2, RMASK) - n)
+    if ZONE != 0:
+        k = _zone_keep(zm_ptr, zone_p, t, B, H, rows, u, m2, ZONE)
+        new = k * h + (1.0 - k) * new
     if HAS_LEN:
         new = tl.where(_live(len_ptr, rows, rmask, t), new, h)
     _put_state(new, buf_ptr, st, s_out, r_out, B, H, rows, u, m2, RING, EMU)
@@ -307,12 +396,13 @@ def _save_rzn(gates_ptr, width, t, B, H, rows, u, m2, r, z, n, EMU: tl.constexpr
 
 @triton.jit
 def _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                 wt_r, wt_z, wt_n, gh_ptr,
-                 REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr, SAVE: tl.constexpr,
+                 rm_ptr, zm_ptr, zone_p, hs_a, hs_b, wt_r, wt_z, wt_n, gh_ptr,
+                 REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr, RMASK: tl.constexpr,
+                 ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, SAVE: tl.constexpr,
                  MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
                  BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
                  EMU: tl.constexpr):
-    """One reset_after=True step for this program's tile: buf[s_out] and gates[t] (r, z, n, W_hn h + b_hn)."""
+    """One reset_after=True step for this program's tile: buf[s_out] and gates[t] (r, z, n, W_hn hm + b_hn)."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     st, r_in, r_out = _state_slots(i, T, buf_ptr, st_ptr, RING, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
@@ -324,25 +414,28 @@ def _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_p
         az = tl.load(gp + H, mask=m2, other=0.0).to(tl.float32)
         an = tl.load(gp + 2 * H, mask=m2, other=0.0).to(tl.float32)
     else:
-        ar, az, an = _product(h_in, H, h_in, H, h_in, H, w_ptr, H, rows, rmask, u, umask, wt_r, wt_z, wt_n,
-                              3, 0, 1, 2, True, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
-    r = _sigmoid(_gi(gi_ptr, t, s_gt, s_gb, 0, H, rows, u, m2) + ar + _bias(b_ptr, 0, H, u, umask, HAS_BIAS))
-    z = _sigmoid(_gi(gi_ptr, t, s_gt, s_gb, 1, H, rows, u, m2) + az + _bias(b_ptr, 1, H, u, umask, HAS_BIAS))
+        ar, az, an = _product(h_in, H, h_in, H, h_in, H, rm_ptr, w_ptr, H, rows, rmask, u, umask, wt_r, wt_z, wt_n,
+                              3, 0, 1, 2, True, RMASK, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC,
+                              EMU)
+    r = _gate(gi_ptr, t, s_gt, s_gb, 0, H, rows, u, m2, ar, b_ptr, umask, HAS_BIAS, GACT, hs_a, hs_b)
+    z = _gate(gi_ptr, t, s_gt, s_gb, 1, H, rows, u, m2, az, b_ptr, umask, HAS_BIAS, GACT, hs_a, hs_b)
     hn = an + _bias(b_ptr, 2, H, u, umask, HAS_BIAS)
-    n = _tanh(_gi(gi_ptr, t, s_gt, s_gb, 2, H, rows, u, m2) + r * hn)
-    _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, B, H, rows, rmask, u, m2, HAS_LEN, RING, EMU)
+    n = _act(_gi(gi_ptr, t, s_gt, s_gb, 2, H, rows, u, m2) + r * hn, CACT, hs_a, hs_b)
+    _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, B, H, rows, rmask, u,
+                 m2, HAS_LEN, RMASK, ZONE, RING, EMU)
     if SAVE:
         gp = _save_rzn(gates_ptr, 4 * H, t, B, H, rows, u, m2, r, z, n, EMU)
         _store(gp + 3 * H, hn, m2, EMU)
 
 
 @triton.jit
-def _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, wt_r, wt_z, gh_ptr,
-                 REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, MM: tl.constexpr, RING: tl.constexpr,
-                 H_PAD: tl.constexpr,
+def _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, rm_ptr, hs_a, hs_b,
+                 wt_r, wt_z, gh_ptr,
+                 REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, RMASK: tl.constexpr, GACT: tl.constexpr,
+                 MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr,
                  BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr,
                  PREC: tl.constexpr, EMU: tl.constexpr):
-    """First half of a reset_after=False step: r, z of this tile; publishes r * h_prev to rh (B, H)."""
+    """First half of a reset_after=False step: r, z of this tile; publishes r * hm to rh (B, H)."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     st, r_in, r_out = _state_slots(i, T, buf_ptr, st_ptr, RING, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
@@ -353,24 +446,25 @@ def _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, 
         ar = tl.load(gp, mask=m2, other=0.0).to(tl.float32)
         az = tl.load(gp + H, mask=m2, other=0.0).to(tl.float32)
     else:
-        ar, az, _unused = _product(h_in, H, h_in, H, h_in, H, w_ptr, H, rows, rmask, u, umask, wt_r, wt_z, wt_z,
-                                   2, 0, 1, 1, True, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+        ar, az, _unused = _product(h_in, H, h_in, H, h_in, H, rm_ptr, w_ptr, H, rows, rmask, u, umask, wt_r, wt_z,
+                                   wt_z, 2, 0, 1, 1, True, RMASK, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
                                    USE_DOT, PREC, EMU)
-    r = _sigmoid(_gi(gi_ptr, t, s_gt, s_gb, 0, H, rows, u, m2) + ar + _bias(b_ptr, 0, H, u, umask, HAS_BIAS))
-    z = _sigmoid(_gi(gi_ptr, t, s_gt, s_gb, 1, H, rows, u, m2) + az + _bias(b_ptr, 1, H, u, umask, HAS_BIAS))
-    h = _own(st, r_in, B, H, rows, u, m2)
-    _store(rh_ptr + rows[:, None] * H + u[None, :], r * h, m2, EMU)
+    r = _gate(gi_ptr, t, s_gt, s_gb, 0, H, rows, u, m2, ar, b_ptr, umask, HAS_BIAS, GACT, hs_a, hs_b)
+    z = _gate(gi_ptr, t, s_gt, s_gb, 1, H, rows, u, m2, az, b_ptr, umask, HAS_BIAS, GACT, hs_a, hs_b)
+    hm = _masked(_own(st, r_in, B, H, rows, u, m2), rm_ptr, H, rows, u, m2, RMASK)
+    _store(rh_ptr + rows[:, None] * H + u[None, :], r * hm, m2, EMU)
     return r, z
 
 
 @triton.jit
 def _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                rh_ptr, wt_n, gh_ptr,
-                REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr, SAVE: tl.constexpr,
+                rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, wt_n, gh_ptr,
+                REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr, RMASK: tl.constexpr,
+                ZONE: tl.constexpr, CACT: tl.constexpr, SAVE: tl.constexpr,
                 MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
                 BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
                 EMU: tl.constexpr):
-    """Second half of a reset_after=False step: n = tanh(gi_n + W_hn (r*h) + b_hn), then the new state."""
+    """Second half of a reset_after=False step: n = act(gi_n + W_hn (r*hm) + b_hn), then the new state."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     st, r_in, r_out = _state_slots(i, T, buf_ptr, st_ptr, RING, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
@@ -378,11 +472,12 @@ def _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr
     if MM == 2:
         an = tl.load(gh_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
     else:
-        an, _u1, _u2 = _product(rh_ptr, H, rh_ptr, H, rh_ptr, H, w_ptr, H, rows, rmask, u, umask, wt_n, wt_n, wt_n,
-                                1, 2, 2, 2, True, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+        an, _u1, _u2 = _product(rh_ptr, H, rh_ptr, H, rh_ptr, H, rh_ptr, w_ptr, H, rows, rmask, u, umask, wt_n, wt_n,
+                                wt_n, 1, 2, 2, 2, True, False, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
                                 USE_DOT, PREC, EMU)
-    n = _tanh(_gi(gi_ptr, t, s_gt, s_gb, 2, H, rows, u, m2) + an + _bias(b_ptr, 2, H, u, umask, HAS_BIAS))
-    _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, B, H, rows, rmask, u, m2, HAS_LEN, RING, EMU)
+    n = _gate(gi_ptr, t, s_gt, s_gb, 2, H, rows, u, m2, an, b_ptr, umask, HAS_BIAS, CACT, hs_a, hs_b)
+    _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, B, H, rows, rmask, u,
+                 m2, HAS_LEN, RMASK, ZONE, RING, EMU)
     if SAVE:
         _save_rzn(gates_ptr, 3 * H, t, B, H, rows, u, m2, r, z, n, EMU)
 
@@ -391,29 +486,51 @@ def _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr
 
 
 @triton.jit
-def _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, dgi_ptr, dghn_ptr,
-                  rec_ptr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr, STORE_REC: tl.constexpr,
-                  BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, EMU: tl.constexpr):
-    """reset_after=True: gate gradients of step t for this tile; returns the local part of dh_prev."""
+def _bwd_cell(i, dh, T, B, H, width, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr, zone_p,
+              hs_a, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr, RMASK: tl.constexpr, ZONE: tl.constexpr,
+              GACT: tl.constexpr, CACT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """What both variants' gate gradients of step t share, for this tile (`width` saved values per row).
+
+    g = dh + dbuf[s_out] is the gradient of h_t. Past a sequence's length all of it, and with zoneout the
+    kept share k g, passes straight back to h_{t-1}; the rest enters the cell. Returns (t, rows, u, m2,
+    the tile's saved-gate pointers, hm = h_{t-1} * rec_mask, dn, dz, carry): carry is the local part of
+    dh_{t-1}, the passed-back gradient + rec_mask * g z.
+    """
     t, s_in, s_out = _slots(i, T, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
     m2 = rmask[:, None] & umask[None, :]
     dp = dbuf_ptr + s_out.to(tl.int64) * s_dt + rows[:, None].to(tl.int64) * s_db + u[None, :]
     g = dh + tl.load(dp, mask=m2, other=0.0).to(tl.float32)
-    h = _own(buf_ptr, s_in, B, H, rows, u, m2)
-    gp = gates_ptr + t.to(tl.int64) * B * (4 * H) + rows[:, None] * (4 * H) + u[None, :]
-    r = tl.load(gp, mask=m2, other=0.0).to(tl.float32)
+    hm = _masked(_own(buf_ptr, s_in, B, H, rows, u, m2), rm_ptr, H, rows, u, m2, RMASK)
+    gp = gates_ptr + t.to(tl.int64) * B * width + rows[:, None] * width + u[None, :]
     z = tl.load(gp + H, mask=m2, other=0.0).to(tl.float32)
     n = tl.load(gp + 2 * H, mask=m2, other=0.0).to(tl.float32)
-    hn = tl.load(gp + 3 * H, mask=m2, other=0.0).to(tl.float32)
-    keep = 0.0
+    back = 0.0
     if HAS_LEN:
         live = _live(len_ptr, rows, rmask, t)
-        keep = tl.where(live, 0.0, g)  # rows past their length pass the gradient straight through
+        back = tl.where(live, 0.0, g)
         g = tl.where(live, g, 0.0)
-    dn = g * (1.0 - z) * (1.0 - n * n)
-    dz = g * (h - n) * z * (1.0 - z)
-    dr = dn * hn * r * (1.0 - r)
+    if ZONE != 0:
+        k = _zone_keep(zm_ptr, zone_p, t, B, H, rows, u, m2, ZONE)
+        back = back + g * k
+        g = g * (1.0 - k)
+    dn = g * (1.0 - z) * _act_grad(n, CACT, hs_a)
+    dz = g * (hm - n) * _act_grad(z, GACT, hs_a)
+    return t, rows, u, m2, gp, hm, dn, dz, back + _masked(g * z, rm_ptr, H, rows, u, m2, RMASK)
+
+
+@triton.jit
+def _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, hs_a,
+                  dgi_ptr, dghn_ptr, rec_ptr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr, RMASK: tl.constexpr,
+                  ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, STORE_REC: tl.constexpr,
+                  BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, EMU: tl.constexpr):
+    """reset_after=True: gate gradients of step t for this tile; returns the local part of dh_prev."""
+    t, rows, u, m2, gp, hm, dn, dz, carry = _bwd_cell(i, dh, T, B, H, 4 * H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr,
+                                                      len_ptr, rm_ptr, zm_ptr, zone_p, hs_a, REVERSE, HAS_LEN, RMASK,
+                                                      ZONE, GACT, CACT, BLOCK_B, BLOCK_H)
+    r = tl.load(gp, mask=m2, other=0.0).to(tl.float32)
+    hn = tl.load(gp + 3 * H, mask=m2, other=0.0).to(tl.float32)
+    dr = dn * hn * _act_grad(r, GACT, hs_a)
     dghn = dn * r
     op = dgi_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
     _store(op, dr, m2, EMU)
@@ -425,30 +542,18 @@ def _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_
         _store(rp, dr, m2, EMU)
         _store(rp + H, dz, m2, EMU)
         _store(rp + 2 * H, dghn, m2, EMU)
-    return g * z + keep
+    return carry
 
 
 @triton.jit
-def _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, dgi_ptr, rec_ptr,
-                   REVERSE: tl.constexpr, HAS_LEN: tl.constexpr, STORE_REC: tl.constexpr,
+def _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, hs_a,
+                   dgi_ptr, rec_ptr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr, RMASK: tl.constexpr,
+                   ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, STORE_REC: tl.constexpr,
                    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, EMU: tl.constexpr):
     """reset_after=False, part 1: dz, dn of step t for this tile; returns the local part of dh_prev."""
-    t, s_in, s_out = _slots(i, T, REVERSE)
-    rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
-    m2 = rmask[:, None] & umask[None, :]
-    dp = dbuf_ptr + s_out.to(tl.int64) * s_dt + rows[:, None].to(tl.int64) * s_db + u[None, :]
-    g = dh + tl.load(dp, mask=m2, other=0.0).to(tl.float32)
-    h = _own(buf_ptr, s_in, B, H, rows, u, m2)
-    gp = gates_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
-    z = tl.load(gp + H, mask=m2, other=0.0).to(tl.float32)
-    n = tl.load(gp + 2 * H, mask=m2, other=0.0).to(tl.float32)
-    keep = 0.0
-    if HAS_LEN:
-        live = _live(len_ptr, rows, rmask, t)
-        keep = tl.where(live, 0.0, g)
-        g = tl.where(live, g, 0.0)
-    dn = g * (1.0 - z) * (1.0 - n * n)
-    dz = g * (h - n) * z * (1.0 - z)
+    t, rows, u, m2, gp, hm, dn, dz, carry = _bwd_cell(i, dh, T, B, H, 3 * H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr,
+                                                      len_ptr, rm_ptr, zm_ptr, zone_p, hs_a, REVERSE, HAS_LEN, RMASK,
+                                                      ZONE, GACT, CACT, BLOCK_B, BLOCK_H)
     op = dgi_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
     _store(op + H, dz, m2, EMU)
     _store(op + 2 * H, dn, m2, EMU)
@@ -456,15 +561,16 @@ def _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len
         rp = rec_ptr + rows[:, None] * (3 * H) + u[None, :]
         _store(rp + H, dz, m2, EMU)
         _store(rp + 2 * H, dn, m2, EMU)
-    return g * z + keep
+    return carry
 
 
 @triton.jit
-def _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, dgi_ptr, w_ptr, wc_n, p_ptr, rec_ptr,
-                   REVERSE: tl.constexpr, STORE_REC: tl.constexpr, MM: tl.constexpr, H_PAD: tl.constexpr,
-                   BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-                   USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
-    """reset_after=False, part 2: d(r*h) = dn @ W_hn (all units' dn), then dr; adds d(r*h) * r to carry."""
+def _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, rm_ptr, hs_a, dgi_ptr, w_ptr, wc_n, p_ptr, rec_ptr,
+                   REVERSE: tl.constexpr, RMASK: tl.constexpr, GACT: tl.constexpr, STORE_REC: tl.constexpr,
+                   MM: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
+                   BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+    """reset_after=False, part 2: d(r*hm) = dn @ W_hn (all units' dn), then dr; adds d(r*hm) * r * rec_mask
+    to carry."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
     m2 = rmask[:, None] & umask[None, :]
@@ -472,55 +578,58 @@ def _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, dgi_ptr, w_ptr, wc_n, 
     if MM == 2:
         drh = tl.load(p_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
     else:
-        drh, _u1, _u2 = _product(d + 2 * H, 3 * H, d, 3 * H, d, 3 * H, w_ptr, H, rows, rmask, u, umask,
-                                 wc_n, wc_n, wc_n, 1, 2, 2, 2, False, True, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
-                                 USE_DOT, PREC, EMU)
-    h = _own(buf_ptr, s_in, B, H, rows, u, m2)
+        drh, _u1, _u2 = _product(d + 2 * H, 3 * H, d, 3 * H, d, 3 * H, d, w_ptr, H, rows, rmask, u, umask,
+                                 wc_n, wc_n, wc_n, 1, 2, 2, 2, False, False, True, MM, H_PAD, BLOCK_K, BLOCK_B,
+                                 BLOCK_H, USE_DOT, PREC, EMU)
+    hm = _masked(_own(buf_ptr, s_in, B, H, rows, u, m2), rm_ptr, H, rows, u, m2, RMASK)
     r = tl.load(gates_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :], mask=m2,
                 other=0.0).to(tl.float32)
-    dr = drh * h * r * (1.0 - r)
+    dr = drh * hm * _act_grad(r, GACT, hs_a)
     _store(d + rows[:, None] * (3 * H) + u[None, :], dr, m2, EMU)
     if STORE_REC:
         _store(rec_ptr + rows[:, None] * (3 * H) + u[None, :], dr, m2, EMU)
-    return carry + drh * r
+    return carry + _masked(drh * r, rm_ptr, H, rows, u, m2, RMASK)
 
 
 @triton.jit
-def _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, w_ptr, wc_r, wc_z, wc_n, p_ptr,
-            RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, MM: tl.constexpr, H_PAD: tl.constexpr,
-            BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr,
-            PREC: tl.constexpr, EMU: tl.constexpr):
-    """dh_prev of this tile = carry + dG_t @ W_hh[:, own units] (dG of all units, written by all programs)."""
+def _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, rm_ptr, w_ptr, wc_r, wc_z, wc_n, p_ptr,
+            RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, RMASK: tl.constexpr, MM: tl.constexpr,
+            H_PAD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+            USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+    """dh_prev of this tile = carry + rec_mask * (dG_t @ W_hh[:, own units]) (dG of all units, written by
+    all programs)."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+    m2 = rmask[:, None] & umask[None, :]
     if MM == 2:
-        m2 = rmask[:, None] & umask[None, :]
-        dh = carry + tl.load(p_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
+        prod = tl.load(p_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
     else:
         d = dgi_ptr + t.to(tl.int64) * B * (3 * H)
         if RESET_AFTER:
             dn_src = dghn_ptr + t.to(tl.int64) * B * H
-            a0, a1, a2 = _product(d, 3 * H, d + H, 3 * H, dn_src, H, w_ptr, H, rows, rmask, u, umask,
-                                  wc_r, wc_z, wc_n, 3, 0, 1, 2, False, True, MM, H_PAD, BLOCK_K, BLOCK_B,
+            a0, a1, a2 = _product(d, 3 * H, d + H, 3 * H, dn_src, H, d, w_ptr, H, rows, rmask, u, umask,
+                                  wc_r, wc_z, wc_n, 3, 0, 1, 2, False, False, True, MM, H_PAD, BLOCK_K, BLOCK_B,
                                   BLOCK_H, USE_DOT, PREC, EMU)
         else:
-            a0, a1, a2 = _product(d, 3 * H, d + H, 3 * H, d, 3 * H, w_ptr, H, rows, rmask, u, umask,
-                                  wc_r, wc_z, wc_z, 2, 0, 1, 1, False, True, MM, H_PAD, BLOCK_K, BLOCK_B,
+            a0, a1, a2 = _product(d, 3 * H, d + H, 3 * H, d, 3 * H, d, w_ptr, H, rows, rmask, u, umask,
+                                  wc_r, wc_z, wc_z, 2, 0, 1, 1, False, False, True, MM, H_PAD, BLOCK_K, BLOCK_B,
                                   BLOCK_H, USE_DOT, PREC, EMU)
-        dh = carry + a0 + a1 + a2
-    return dh
+        prod = a0 + a1 + a2
+    return carry + _masked(prod, rm_ptr, H, rows, u, m2, RMASK)
 
 
 # ---------------------------------------------------------------------------------------- kernels
 # Step indices and T are never specialised: Triton would turn a value of 1 into a compile-time constant
-# (and recompile), and the bodies call .to(tl.int64) on values derived from them.
+# (and recompile), and the bodies call .to(tl.int64) on values derived from them. The cell-option
+# arguments (rm_ptr, zm_ptr, zone_p, hs_a, hs_b; RMASK, ZONE, GACT, CACT) are described above.
 
 
 @triton.jit(do_not_specialize=["T"])
-def fwd_persistent_kernel(gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr, rh_ptr, cnt_ptr,
-                          T, B, H,
+def fwd_persistent_kernel(gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
+                          rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, cnt_ptr, T, B, H,
                           RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr,
-                          HAS_LEN: tl.constexpr, SAVE: tl.constexpr, SYNC: tl.constexpr, MM: tl.constexpr,
+                          HAS_LEN: tl.constexpr, RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr,
+                          CACT: tl.constexpr, SAVE: tl.constexpr, SYNC: tl.constexpr, MM: tl.constexpr,
                           RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
                           BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
     """Whole sequence in one launch; W_hh slice loaded once (MM=0); grid barrier after each exchange."""
@@ -536,24 +645,26 @@ def fwd_persistent_kernel(gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr,
     for i in range(T):
         if RESET_AFTER:
             _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                         wt_r, wt_z, wt_n, gi_ptr, REVERSE, HAS_BIAS, HAS_LEN, SAVE, MM, RING,
-                         H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+                         rm_ptr, zm_ptr, zone_p, hs_a, hs_b, wt_r, wt_z, wt_n, gi_ptr, REVERSE, HAS_BIAS, HAS_LEN,
+                         RMASK, ZONE, GACT, CACT, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC,
+                         EMU)
             _sync(cnt, (i + 1) * n_h, SYNC)
         else:
-            r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, wt_r,
-                                wt_z, gi_ptr, REVERSE, HAS_BIAS, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
-                                USE_DOT, PREC, EMU)
+            r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, rm_ptr, hs_a,
+                                hs_b, wt_r, wt_z, gi_ptr, REVERSE, HAS_BIAS, RMASK, GACT, MM, RING, H_PAD, BLOCK_K,
+                                BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
             _sync(cnt, (2 * i + 1) * n_h, SYNC)
             _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                        rh_ptr, wt_n, gi_ptr, REVERSE, HAS_BIAS, HAS_LEN, SAVE, MM, RING,
-                        H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+                        rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, wt_n, gi_ptr, REVERSE, HAS_BIAS, HAS_LEN,
+                        RMASK, ZONE, CACT, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
             _sync(cnt, (2 * i + 2) * n_h, SYNC)
 
 
 @triton.jit(do_not_specialize=["i", "T"])
-def fwd_step_kernel(i, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr, rh_ptr, rz_ptr,
-                    gh_ptr, T, B, H,
+def fwd_step_kernel(i, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
+                    rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, rz_ptr, gh_ptr, T, B, H,
                     PHASE: tl.constexpr, REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr,
+                    RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr,
                     SAVE: tl.constexpr, MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr,
                     BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                     USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
@@ -571,12 +682,12 @@ def fwd_step_kernel(i, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_
         wt_n = 0.0
     if PHASE == 0:
         _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                     wt_r, wt_z, wt_n, gh_ptr, REVERSE, HAS_BIAS, HAS_LEN, SAVE, MM, RING,
-                     H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+                     rm_ptr, zm_ptr, zone_p, hs_a, hs_b, wt_r, wt_z, wt_n, gh_ptr, REVERSE, HAS_BIAS, HAS_LEN,
+                     RMASK, ZONE, GACT, CACT, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
     elif PHASE == 1:
-        r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, wt_r, wt_z,
-                            gh_ptr, REVERSE, HAS_BIAS, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
-                            USE_DOT, PREC, EMU)
+        r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, rm_ptr, hs_a,
+                            hs_b, wt_r, wt_z, gh_ptr, REVERSE, HAS_BIAS, RMASK, GACT, MM, RING, H_PAD, BLOCK_K,
+                            BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
         zp = rz_ptr + rows[:, None] * (2 * H) + u[None, :]
         tl.store(zp, r, mask=m2)
         tl.store(zp + H, z, mask=m2)
@@ -585,8 +696,8 @@ def fwd_step_kernel(i, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_
         r = tl.load(zp, mask=m2, other=0.0)
         z = tl.load(zp + H, mask=m2, other=0.0)
         _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                    rh_ptr, wt_n, gh_ptr, REVERSE, HAS_BIAS, HAS_LEN, SAVE, MM, RING,
-                    H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+                    rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, wt_n, gh_ptr, REVERSE, HAS_BIAS, HAS_LEN,
+                    RMASK, ZONE, CACT, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
 
 
 @triton.jit
@@ -598,9 +709,10 @@ def _dh0(dh, dbuf_ptr, s_dt, s_db, dh0_ptr, T, H, rows, u, m2, REVERSE: tl.const
 
 
 @triton.jit(do_not_specialize=["T"])
-def bwd_persistent_kernel(dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, dgi_ptr, dghn_ptr,
-                          dh0_ptr, cnt_ptr, T, B, H,
+def bwd_persistent_kernel(dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, hs_a,
+                          dgi_ptr, dghn_ptr, dh0_ptr, cnt_ptr, T, B, H,
                           RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr,
+                          RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr,
                           SYNC: tl.constexpr, MM: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
                           BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr,
                           PREC: tl.constexpr, EMU: tl.constexpr):
@@ -619,27 +731,30 @@ def bwd_persistent_kernel(dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_p
     for j in range(T):
         i = T - 1 - j
         if RESET_AFTER:
-            carry = _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, dgi_ptr,
-                                  dghn_ptr, dgi_ptr, REVERSE, HAS_LEN, False, BLOCK_B, BLOCK_H, EMU)
+            carry = _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr,
+                                  zone_p, hs_a, dgi_ptr, dghn_ptr, dgi_ptr, REVERSE, HAS_LEN, RMASK, ZONE, GACT, CACT,
+                                  False, BLOCK_B, BLOCK_H, EMU)
             _sync(cnt, (j + 1) * n_h, SYNC)
         else:
-            carry = _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, dgi_ptr,
-                                   dgi_ptr, REVERSE, HAS_LEN, False, BLOCK_B, BLOCK_H, EMU)
+            carry = _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr,
+                                   zone_p, hs_a, dgi_ptr, dgi_ptr, REVERSE, HAS_LEN, RMASK, ZONE, GACT, CACT, False,
+                                   BLOCK_B, BLOCK_H, EMU)
             _sync(cnt, (2 * j + 1) * n_h, SYNC)
-            carry = _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, dgi_ptr, w_ptr, wc_n, dgi_ptr,
-                                   dgi_ptr, REVERSE, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+            carry = _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, rm_ptr, hs_a, dgi_ptr, w_ptr, wc_n, dgi_ptr,
+                                   dgi_ptr, REVERSE, RMASK, GACT, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
                                    USE_DOT, PREC, EMU)
             _sync(cnt, (2 * j + 2) * n_h, SYNC)
-        dh = _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, w_ptr, wc_r, wc_z, wc_n, dgi_ptr, RESET_AFTER,
-                     REVERSE, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+        dh = _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, rm_ptr, w_ptr, wc_r, wc_z, wc_n, dgi_ptr, RESET_AFTER,
+                     REVERSE, RMASK, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
     _dh0(dh, dbuf_ptr, s_dt, s_db, dh0_ptr, T, H, rows, u, m2, REVERSE, EMU)
 
 
 @triton.jit(do_not_specialize=["i_dh", "i_g", "T"])
-def bwd_step_kernel(i_dh, i_g, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, dgi_ptr, dghn_ptr,
-                    dh0_ptr, c_in_ptr, c_out_ptr, p_ptr, rec_ptr, T, B, H,
+def bwd_step_kernel(i_dh, i_g, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, rm_ptr, zm_ptr, zone_p,
+                    hs_a, dgi_ptr, dghn_ptr, dh0_ptr, c_in_ptr, c_out_ptr, p_ptr, rec_ptr, T, B, H,
                     PHASE: tl.constexpr, HAS_DH: tl.constexpr, HAS_G: tl.constexpr,
                     RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr,
+                    RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr,
                     MM: tl.constexpr, STORE_REC: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
                     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
                     EMU: tl.constexpr):
@@ -659,23 +774,25 @@ def bwd_step_kernel(i_dh, i_g, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, 
         wc_n = 0.0
     if PHASE == 1:
         carry = tl.load(c_in_ptr + own, mask=m2, other=0.0)
-        carry = _bwd_rb_gates2(i_g, carry, T, B, H, buf_ptr, gates_ptr, dgi_ptr, w_ptr, wc_n, p_ptr, rec_ptr,
-                               REVERSE, STORE_REC, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+        carry = _bwd_rb_gates2(i_g, carry, T, B, H, buf_ptr, gates_ptr, rm_ptr, hs_a, dgi_ptr, w_ptr, wc_n, p_ptr,
+                               rec_ptr, REVERSE, RMASK, GACT, STORE_REC, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT,
+                               PREC, EMU)
         tl.store(c_out_ptr + own, carry, mask=m2)
     else:
         dh = tl.zeros((BLOCK_B, BLOCK_H), tl.float32)
         if HAS_DH:
-            dh = _bwd_dh(i_dh, tl.load(c_in_ptr + own, mask=m2, other=0.0), T, B, H, dgi_ptr, dghn_ptr, w_ptr,
-                         wc_r, wc_z, wc_n, p_ptr, RESET_AFTER, REVERSE, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+            dh = _bwd_dh(i_dh, tl.load(c_in_ptr + own, mask=m2, other=0.0), T, B, H, dgi_ptr, dghn_ptr, rm_ptr, w_ptr,
+                         wc_r, wc_z, wc_n, p_ptr, RESET_AFTER, REVERSE, RMASK, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
                          USE_DOT, PREC, EMU)
         if HAS_G:
             if RESET_AFTER:
-                carry = _bwd_ra_gates(i_g, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr,
-                                      dgi_ptr, dghn_ptr, rec_ptr, REVERSE, HAS_LEN, STORE_REC, BLOCK_B, BLOCK_H,
-                                      EMU)
+                carry = _bwd_ra_gates(i_g, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr,
+                                      zm_ptr, zone_p, hs_a, dgi_ptr, dghn_ptr, rec_ptr, REVERSE, HAS_LEN, RMASK, ZONE,
+                                      GACT, CACT, STORE_REC, BLOCK_B, BLOCK_H, EMU)
             else:
-                carry = _bwd_rb_gates1(i_g, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr,
-                                       dgi_ptr, rec_ptr, REVERSE, HAS_LEN, STORE_REC, BLOCK_B, BLOCK_H, EMU)
+                carry = _bwd_rb_gates1(i_g, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr,
+                                       zm_ptr, zone_p, hs_a, dgi_ptr, rec_ptr, REVERSE, HAS_LEN, RMASK, ZONE, GACT,
+                                       CACT, STORE_REC, BLOCK_B, BLOCK_H, EMU)
             tl.store(c_out_ptr + own, carry, mask=m2)
         else:
             _dh0(dh, dbuf_ptr, s_dt, s_db, dh0_ptr, T, H, rows, u, m2, REVERSE, EMU)

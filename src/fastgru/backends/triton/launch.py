@@ -1,7 +1,8 @@
 """Host side of the Triton backend: validate, allocate, pick a plan, launch the kernels.
 
-`forward` / `backward` implement the backend contract (see fastgru.backends) and take an optional
-`plan` (tests force every mode and tile shape with it; users get `heuristics.make_plan`'s choice).
+`forward` / `backward` implement the backend contract (see fastgru.backends), cell options included
+(rec_mask, zone_mask, spec; not the layer norm), and take an optional `plan` (tests force every mode
+and tile shape with it; users get `heuristics.make_plan`'s choice).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import torch
 from torch import Tensor
 
+from .. import PLAIN, CellSpec
 from . import kernels as K
 from .heuristics import Plan, make_plan
 
@@ -135,6 +137,39 @@ def _check_forward(gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None) ->
     return T, B, H
 
 
+def _check_cell_options(rec_mask: Tensor | None, zone_mask: Tensor | None, spec: CellSpec, T: int, B: int, H: int,
+                        device: torch.device) -> tuple[Tensor | None, Tensor | None]:
+    """Validated (rec_mask, zone_mask): contiguous; the bool keep-mask viewed as uint8 for the kernels."""
+    if not isinstance(spec, CellSpec):
+        raise TypeError(f"spec must be a fastgru.backends.CellSpec, got {type(spec).__name__}")
+    if rec_mask is not None:
+        if tuple(rec_mask.shape) != (B, H):
+            raise ValueError(f"rec_mask must be (B, H) = ({B}, {H}), got {tuple(rec_mask.shape)}")
+        if not rec_mask.dtype.is_floating_point:
+            raise TypeError(f"rec_mask must be a floating-point tensor, got {rec_mask.dtype}")
+    if zone_mask is not None:
+        if tuple(zone_mask.shape) != (T, B, H):
+            raise ValueError(f"zone_mask must be (T, B, H) = ({T}, {B}, {H}), got {tuple(zone_mask.shape)}")
+        if zone_mask.dtype != torch.bool:
+            raise TypeError(f"zone_mask must be a bool tensor (True = keep the previous value), got {zone_mask.dtype}")
+    for name, t in (("rec_mask", rec_mask), ("zone_mask", zone_mask)):
+        if t is not None and t.device != device:
+            raise ValueError(f"{name} is on {t.device} but the recurrence runs on {device}")
+    return (None if rec_mask is None else rec_mask.contiguous(),
+            None if zone_mask is None else zone_mask.contiguous().view(torch.uint8))
+
+
+def _cell_args(rec_mask: Tensor | None, zone_mask: Tensor | None, spec: CellSpec, dummy: Tensor) -> tuple[tuple, dict]:
+    """The kernels' cell-option arguments (rm_ptr, zm_ptr, zone_p, hs_a, hs_b) and constexprs (RMASK, ZONE:
+    0 none / 1 keep-mask / 2 eval probability, GACT, CACT); see kernels.py."""
+    zone = 1 if zone_mask is not None else (2 if spec.zoneout > 0 else 0)
+    args = (dummy if rec_mask is None else rec_mask, dummy if zone_mask is None else zone_mask,
+            float(spec.zoneout), float(spec.hard_sigmoid_alpha), float(spec.hard_sigmoid_beta))
+    consts = dict(RMASK=rec_mask is not None, ZONE=zone, GACT=spec.gate_activation_id,
+                  CACT=spec.candidate_activation_id)
+    return args, consts
+
+
 def _slots(i: int, T: int, reverse: bool) -> tuple[int, int, int]:
     t = T - 1 - i if reverse else i
     return t, (t + 1 if reverse else t), (t if reverse else t + 1)
@@ -153,12 +188,17 @@ def forward(
     reverse: bool,
     save: bool,
     plan: Plan | None = None,
+    *,
+    rec_mask: Tensor | None = None,
+    zone_mask: Tensor | None = None,
+    spec: CellSpec = PLAIN,
 ) -> tuple[Tensor, Tensor]:
     """Contract `recurrence_forward`. buf and gates have gi's dtype (the recurrence itself runs in fp32)."""
     T, B, H = _check_forward(gi, h0, w_hh, b_hh)
     dev = gi.device
     _check_device(dev)
     lengths = _check_lengths(lengths, B, T, dev)
+    rec_mask, zone_mask = _check_cell_options(rec_mask, zone_mask, spec, T, B, H, dev)
     if gi.stride(2) != 1:
         gi = gi.contiguous()
     w = w_hh.contiguous()
@@ -179,14 +219,15 @@ def forward(
     if ring:
         st[0] = h0
     dummy = st
+    cell, cell_consts = _cell_args(rec_mask, zone_mask, spec, dummy)
     common = dict(
         REVERSE=reverse, HAS_BIAS=b is not None, HAS_LEN=lengths is not None, SAVE=save, RING=ring,
         BLOCK_K=plan.block_k, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad,
         USE_DOT=plan.use_dot, PREC="tf32" if allow_tf32() else "ieee", EMU=interpreting(),
-        num_warps=plan.num_warps,
+        num_warps=plan.num_warps, **cell_consts,
     )
     ptrs = (gi, gi.stride(0), gi.stride(1), buf, st, gates if save else dummy, w,
-            b if b is not None else dummy, lengths if lengths is not None else dummy)
+            b if b is not None else dummy, lengths if lengths is not None else dummy, *cell)
     grid = plan.grid
     with _on_device(dev):
         if plan.mode == "persistent":
@@ -199,7 +240,7 @@ def forward(
         elif plan.mode == "step":
             _forward_steps(ptrs, grid, common, T, B, H, reset_after, 0 if plan.resident else 1, dev, dummy)
         else:
-            _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, dev, dummy)
+            _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, rec_mask, dev, dummy)
     return buf, gates
 
 
@@ -213,7 +254,7 @@ def _forward_steps(ptrs, grid, common, T, B, H, reset_after, mm, dev, dummy) -> 
             K.fwd_step_kernel[grid](i, *ptrs, rh, rz, dummy, T, B, H, PHASE=phase, MM=mm, **common)
 
 
-def _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, dev, dummy) -> None:
+def _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, rec_mask, dev, dummy) -> None:
     """Large batch: the recurrent product of each step by cuBLAS, the gate arithmetic by a Triton kernel.
 
     cuBLAS follows torch's own matmul precision setting (torch.backends.cuda.matmul), which is why the
@@ -221,11 +262,13 @@ def _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, dev
     cuDNN's switch without touching any global flag).
 
     The GEMM reads the previous state from buf (already in the input dtype; cast if the weights have
-    another dtype) and returns its product in the weight dtype, as cuDNN's half GEMMs do.
+    another dtype), times rec_mask with recurrent dropout (what the cell multiplies by W_hh), and
+    returns its product in the weight dtype, as cuDNN's half GEMMs do.
     """
     f32 = torch.float32
     wt = w.t()
     gh = _new(B, (3 if reset_after else 2) * H, device=dev, dtype=w.dtype)
+    hm = _new(B, H, device=dev, dtype=w.dtype) if rec_mask is not None else None
     rh = rz = gh_n = dummy
     if not reset_after:
         gh_n = _new(B, H, device=dev, dtype=w.dtype)
@@ -233,7 +276,10 @@ def _forward_gemm(ptrs, grid, common, T, B, H, reset_after, reverse, buf, w, dev
         rz = _new(B, 2 * H, device=dev, dtype=f32)
     for i in range(T):
         _, s_in, _ = _slots(i, T, reverse)
-        src = buf[s_in] if buf.dtype == w.dtype else buf[s_in].to(w.dtype)
+        if hm is not None:
+            src = torch.mul(buf[s_in], rec_mask, out=hm)
+        else:
+            src = buf[s_in] if buf.dtype == w.dtype else buf[s_in].to(w.dtype)
         if reset_after:
             torch.mm(src, wt, out=gh)
             K.fwd_step_kernel[grid](i, *ptrs, rh, rz, gh, T, B, H, PHASE=0, MM=2, **common)
@@ -256,6 +302,10 @@ def backward(
     reset_after: bool,
     reverse: bool,
     plan: Plan | None = None,
+    *,
+    rec_mask: Tensor | None = None,
+    zone_mask: Tensor | None = None,
+    spec: CellSpec = PLAIN,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Contract `recurrence_backward`. dgi, dgh_n and dh0 have buf's dtype; dh is carried in fp32."""
     if buf.dim() != 3:
@@ -278,6 +328,7 @@ def backward(
     dev = buf.device
     _check_device(dev)
     lengths = _check_lengths(lengths, B, T, dev)
+    rec_mask, zone_mask = _check_cell_options(rec_mask, zone_mask, spec, T, B, H, dev)
     dt = buf.dtype
     buf = buf.contiguous()
     gates = gates.contiguous()
@@ -292,14 +343,15 @@ def backward(
         return dgi, dgh_n, dh0
     plan = plan or plan_for(B, H, w.dtype, dev)
     dummy = buf
+    cell, cell_consts = _cell_args(rec_mask, zone_mask, spec, dummy)
     common = dict(
         RESET_AFTER=reset_after, REVERSE=reverse, HAS_LEN=lengths is not None,
         BLOCK_K=plan.block_k, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad,
         USE_DOT=plan.use_dot, PREC="tf32" if allow_tf32() else "ieee", EMU=interpreting(),
-        num_warps=plan.num_warps,
+        num_warps=plan.num_warps, **cell_consts,
     )
     ptrs = (dbuf, dbuf.stride(0), dbuf.stride(1), buf, gates, w, lengths if lengths is not None else dummy,
-            dgi, dgh_n if reset_after else dummy, dh0)
+            *cell[:4], dgi, dgh_n if reset_after else dummy, dh0)  # (the backward needs no hard-sigmoid offset)
     grid = plan.grid
     with _on_device(dev):
         if plan.mode == "persistent":

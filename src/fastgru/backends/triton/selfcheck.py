@@ -1,7 +1,8 @@
 """GPU acceptance check of the Triton backend: `python -m fastgru.backends.triton.selfcheck`.
 
 For random shapes, every mode the device allows (persistent with several programs and the grid
-barrier, per-step, gemm), both variants, lengths and reverse, fp32 (TF32 off), bf16 and fp16: the
+barrier, per-step, gemm), both variants, lengths and reverse, fp32 (TF32 off), bf16 and fp16, half of
+the cases with random cell options (recurrent dropout, zoneout mask or eval probability, activations): the
 contract outputs are compared with fastgru.backends.torch_loop run in float64 on the same (rounded)
 values, with NaN-poisoned outputs (an unwritten element fails the check) and a second identical run
 that must match bit for bit (a race would show). Exits 1 on any failure, 0 otherwise; prints one
@@ -16,7 +17,7 @@ import sys
 
 import torch
 
-from .. import torch_loop
+from .. import ACTIVATIONS, CellSpec, torch_loop
 from . import launch
 
 TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
@@ -26,8 +27,22 @@ def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got.double() - want).norm() / want.norm().clamp_min(1e-12)).item()
 
 
+def random_cell_options(gen: torch.Generator, T: int, B: int, H: int, dtype: torch.dtype,
+                        device: torch.device) -> dict:
+    """rec_mask (0 or 1/(1-p)), a zoneout keep-mask or eval probability, random activations. Half
+    precision leaves hard_sigmoid out: a rounded saved output of 1.0 sits on its kink (derivative 0)."""
+    smooth = [a for a in ACTIVATIONS if a != "hard_sigmoid"]
+    gates = ("sigmoid", "hard_sigmoid") if dtype == torch.float32 else ("sigmoid",)
+    candidates = list(ACTIVATIONS) if dtype == torch.float32 else smooth
+    train = random.random() < 0.5
+    spec = CellSpec(random.choice(gates), random.choice(candidates), zoneout=0.0 if train else 0.3)
+    rec_mask = ((torch.rand(B, H, generator=gen) < 0.7).double() / 0.7).to(device, dtype)
+    zone_mask = (torch.rand(T, B, H, generator=gen) < 0.3).to(device) if train else None
+    return dict(rec_mask=rec_mask, zone_mask=zone_mask, spec=spec)
+
+
 def check_case(T: int, B: int, H: int, dtype: torch.dtype, reset_after: bool, reverse: bool, lengths: bool,
-               device: torch.device, **plan_overrides) -> tuple[bool, str]:
+               device: torch.device, cell: bool = False, **plan_overrides) -> tuple[bool, str]:
     gen = torch.Generator(device="cpu").manual_seed(random.randrange(2**31))
     gi = torch.randn(T, B, 3 * H, generator=gen).to(device, dtype)
     h0 = torch.randn(B, H, generator=gen).to(device, dtype)
@@ -35,15 +50,18 @@ def check_case(T: int, B: int, H: int, dtype: torch.dtype, reset_after: bool, re
     b = torch.randn(3 * H, generator=gen).to(device, dtype)
     L = torch.randint(0, T + 1, (B,), generator=gen).to(device) if lengths else None
     dbuf = torch.randn(T + 1, B, H, generator=gen).to(device, dtype)
+    opts = random_cell_options(gen, T, B, H, dtype, device) if cell else {}
     plan = launch.plan_for(B, H, dtype, device, **plan_overrides)
     runs = []
     for _ in range(2):
-        buf, gates = launch.forward(gi, h0, w, b, L, reset_after, reverse, True, plan=plan)
-        runs.append([buf, gates, *launch.backward(dbuf, buf, gates, w, L, reset_after, reverse, plan=plan)])
+        buf, gates = launch.forward(gi, h0, w, b, L, reset_after, reverse, True, plan=plan, **opts)
+        runs.append([buf, gates, *launch.backward(dbuf, buf, gates, w, L, reset_after, reverse, plan=plan, **opts)])
     d = torch.float64
-    rbuf, rgates = torch_loop.recurrence_forward(gi.to(d), h0.to(d), w.to(d), b.to(d), L, reset_after, reverse, True)
+    ref_opts = dict(opts, rec_mask=opts["rec_mask"].to(d)) if cell else {}
+    rbuf, rgates = torch_loop.recurrence_forward(gi.to(d), h0.to(d), w.to(d), b.to(d), L, reset_after, reverse, True,
+                                                 **ref_opts)
     want = [rbuf, rgates, *torch_loop.recurrence_backward(dbuf.to(d), rbuf, rgates, w.to(d), L, reset_after,
-                                                          reverse)]
+                                                          reverse, **ref_opts)]
     errs, ok = [], True
     for got, again, ref in zip(runs[0], runs[1], want):
         if got.numel() == 0:
@@ -55,9 +73,16 @@ def check_case(T: int, B: int, H: int, dtype: torch.dtype, reset_after: bool, re
         ok &= finite and same and e < TOL[dtype] and got.dtype in (dtype, launch.GATES_DTYPE)
     desc = (f"T={T} B={B} H={H} {str(dtype)[6:]} reset_after={reset_after} reverse={reverse} lengths={lengths} "
             f"{plan.mode} grid={plan.grid} bh={plan.block_h} bb={plan.block_b} "
-            f"{'resident' if plan.resident else 'streamed'} {'dot' if plan.use_dot else 'bcast'}: "
+            f"{'resident' if plan.resident else 'streamed'} {'dot' if plan.use_dot else 'bcast'}"
+            f"{_describe(opts) if cell else ''}: "
             f"max rel err {max(errs):.1e}")
     return ok, desc
+
+
+def _describe(opts: dict) -> str:
+    spec = opts["spec"]
+    zone = "zone_mask" if opts["zone_mask"] is not None else f"zoneout={spec.zoneout}"
+    return f" rec_mask {zone} {spec.gate_activation}/{spec.candidate_activation}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                         over["resident"] = random.random() < 0.5
                 try:
                     ok, desc = check_case(T, B, H, dtype, random.random() < 0.5, random.random() < 0.5,
-                                          random.random() < 0.5, device, **over)
+                                          random.random() < 0.5, device, cell=random.random() < 0.5, **over)
                 except ValueError as exc:  # a plan the device cannot run (e.g. grid larger than the SMs)
                     print(f"skip {mode} T={T} B={B} H={H}: {exc}")
                     continue
