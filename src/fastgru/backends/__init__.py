@@ -20,8 +20,9 @@ Every backend module exposes the same two functions (the contract below) and `is
     dh0:   (B, H).
     Weight gradients are NOT computed here: the caller does one large GEMM per weight over T*B rows.
 
-Cell options (keyword arguments of both functions; backends that set SUPPORTS_CELL_OPTIONS = True
-honour them, `select(..., plain=False)` skips the others):
+Cell options (keyword arguments of both functions). Backends that set SUPPORTS_CELL_OPTIONS = True honour
+them (`select(..., plain=False)` skips the others), ln_gain included unless they set
+SUPPORTS_LAYER_NORM = False, as the Triton backend does for now (`select(..., layer_norm=True)` skips those):
     rec_mask:  (B, H) recurrent-dropout mask, one per sequence: the cell sees h_{t-1} * rec_mask
                (Keras' recurrent_dropout semantics).
     zone_mask: (T, B, H) bool zoneout keep-mask (True = keep the previous value), training mode.
@@ -100,27 +101,36 @@ class CellSpec:
 PLAIN = CellSpec()
 
 
+def _unsupported(module: ModuleType, plain: bool, layer_norm: bool) -> str:
+    """What the call asks for that backend `module` does not honour ('' when nothing)."""
+    if not plain and not getattr(module, "SUPPORTS_CELL_OPTIONS", False):
+        return "cell options (recurrent dropout, zoneout, activations, layer norm)"
+    if layer_norm and not getattr(module, "SUPPORTS_LAYER_NORM", True):
+        return "the recurrent layer norm (LayerNormGRU)"
+    return ""
+
+
 def select(
-    device: torch.device, name: str = "auto", plain: bool = True, dtype: torch.dtype | None = None
+    device: torch.device,
+    name: str = "auto",
+    plain: bool = True,
+    dtype: torch.dtype | None = None,
+    layer_norm: bool = False,
 ) -> ModuleType:
     """Return the backend module for `device`; `name` forces one ('cpu', 'torch', 'triton').
 
-    plain=False asks for a backend that supports the cell options (masks, activations, zoneout).
+    plain=False asks for a backend that supports the cell options (masks, activations, zoneout);
+    layer_norm=True (implies plain=False) also for the recurrent layer norm. On CUDA the Triton backend
+    serves the cell options but not yet the layer norm: 'auto' then runs the torch loop, 'triton' refuses.
     The fused CPU kernel is float32/float64: other dtypes on a CPU (bf16, fp16) run the torch loop.
     """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    plain = plain and not layer_norm
     if device.type == "cpu" and dtype is not None and dtype not in (torch.float32, torch.float64):
         if name == "cpu":
             raise RuntimeError(f"backend='cpu' (fused C++ kernel) supports float32 and float64, not {dtype}")
         name = "torch" if name == "auto" else name
-    if not plain and name == "triton":
-        raise RuntimeError(
-            "backend='triton' does not support cell options yet (recurrent dropout, zoneout, activations, "
-            "layer norm); use backend='auto'"
-        )
-    if not plain and name == "auto" and device.type != "cpu":
-        name = "torch"
     if name == "torch":
         from . import torch_loop
 
@@ -136,10 +146,16 @@ def select(
                 ) from exc
         else:
             available = getattr(triton_backend, "is_available", None)  # absent while the package is partial
-            if available is not None and available(device):
+            if available is None or not available(device):
+                if name == "triton":
+                    raise RuntimeError(f"backend='triton' needs a CUDA device with Triton; got device {device}")
+            elif not (missing := _unsupported(triton_backend, plain, layer_norm)):
                 return triton_backend
-            if name == "triton":
-                raise RuntimeError(f"backend='triton' needs a CUDA device with Triton; got device {device}")
+            elif name == "triton":
+                raise RuntimeError(
+                    f"backend='triton' does not support {missing} yet; use backend='auto', which runs such "
+                    "calls in the torch loop on CUDA"
+                )
     if device.type == "cpu" and name in ("auto", "cpu"):
         from . import cpu
 
