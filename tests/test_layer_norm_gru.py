@@ -59,12 +59,14 @@ def test_matches_reference_with_gradients(backend, reset_after, dtype):
         assert rel_err(p.grad, params64[n].grad) < tol, n
 
 
+@pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("reset_after", [True, False])
-def test_large_batch_split_over_threads_matches_torch_loop(reset_after):
-    """At B * 3H large enough the fused kernel splits rows over threads and sums the gains' gradients
-    per thread; the independent pure-torch loop must agree (float64)."""
+def test_large_batch_split_over_threads_matches_torch_loop(reset_after, bias):
+    """At B * 3H large enough the fused kernel splits rows over threads and sums the gains' and biases'
+    gradients per thread (the input norm runs inside its loops); the independent pure-torch loop must
+    agree (float64), with and without biases."""
     T, B, I, H = 3, 64, 16, 256
-    kw = dict(reset_after=reset_after, dtype=torch.float64)
+    kw = dict(reset_after=reset_after, dtype=torch.float64, bias=bias)
     fused = fastgru.nn.LayerNormGRU(I, H, backend="cpu", **kw)
     loop = fastgru.nn.LayerNormGRU(I, H, backend="torch", **kw)
     with torch.no_grad():
@@ -78,6 +80,8 @@ def test_large_batch_split_over_threads_matches_torch_loop(reset_after):
         (y * w).sum().backward()
     for (n, p), q in zip(fused.named_parameters(), loop.parameters()):
         assert rel_err(p.grad, q.grad) < 1e-10, n
+    with torch.no_grad():  # inference: the kernel normalises without keeping anything
+        assert rel_err(fused(x)[0], loop(x)[0]) < 1e-12
 
 
 @pytest.mark.parametrize("backend", CORE_BACKENDS)

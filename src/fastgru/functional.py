@@ -62,6 +62,11 @@ def _empty(like: Tensor) -> Tensor:
     return like.new_empty(0)
 
 
+def _fuses_input_norm(impl) -> bool:
+    """Whether the backend normalises the input projections inside its loops (LayerNormGRU's input side)."""
+    return getattr(impl, "SUPPORTS_INPUT_NORM", False)
+
+
 @torch.library.custom_op("fastgru::recurrence", mutates_args=())
 def _recurrence(
     x: Tensor,
@@ -97,16 +102,19 @@ def _recurrence(
             gi = impl.project(x, w_ih, shift, reuse=not save)
         else:
             gi = _project(x, w_ih, shift)
-        if ln_gain_ih is not None and not save:
+        if ln_gain_ih is not None and _fuses_input_norm(impl):
+            # the kernel normalises each row in its loop; saving, gi's rows become xhat (rstd comes back)
+            options = dict(options, gi_gain=ln_gain_ih, gi_bias=b_ih)
+            xhat = gi if save else xhat
+        elif ln_gain_ih is not None and not save:
             row_norm.normalize_(gi, ln_gain_ih, b_ih, keep_xhat=False)
         elif ln_gain_ih is not None:
             rstd = row_norm.normalize_(gi, ln_gain_ih, None, keep_xhat=True)
             xhat = gi
-            if getattr(impl, "SUPPORTS_INPUT_NORM", False):  # the kernel applies gain and shift per row
-                options = dict(options, gi_gain=ln_gain_ih, gi_bias=b_ih)
-            else:
-                gi = xhat * ln_gain_ih if b_ih is None else torch.addcmul(b_ih, xhat, ln_gain_ih)
-    buf, gates = impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, **options)
+            gi = xhat * ln_gain_ih if b_ih is None else torch.addcmul(b_ih, xhat, ln_gain_ih)
+    buf, gates, *in_rstd = impl.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, **options)
+    if save and in_rstd:
+        rstd = in_rstd[0]
     return buf, gates, xhat, rstd
 
 
@@ -150,30 +158,36 @@ def _recurrence_backward(
     Returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, d ln_gain, d ln_gain_ih); empty tensors for absent ones.
     """
     impl, options = _backend_and_options(x, backend, spec, rec_mask, zone_mask, ln_gain)
-    dgi, dgh_n, dh0, *rest = impl.recurrence_backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, **options)
     T, B, I = x.shape
     H = w_hh.shape[1]
-    dg = dgi.view(T * B, 3 * H)
-    # gradient of the recurrent pre-activations before the layer norm, when there is one
-    dpre = rest[0].view(T * B, 3 * H) if ln_gain is not None else None
+    # The backend takes the gradient through the input norm in its loop when it has the recurrent norm's
+    # gradient too (dW_hh then pairs with dgh_pre, never with dgi) and sums the biases' gradients there.
+    in_loop = ln_gain_ih is not None and ln_gain is not None and w_ih is not None and _fuses_input_norm(impl)
+    if in_loop:
+        options = dict(options, gi_norm=(in_xhat, in_rstd, ln_gain_ih))
+    dgi, dgh_n, dh0, *rest = impl.recurrence_backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, **options)
+    # optional outputs: pre-norm recurrent gradient, gain gradients summed in the loop, bias sums
+    dpre, dgain, dgain_ih, bias_sums = list(rest) + [None] * (4 - len(rest))
+    dg = dgi.view(T * B, 3 * H)  # with in_loop: the gradient of the raw projections
+    dpre = dpre.view(T * B, 3 * H) if dpre is not None else None
 
     def input_side() -> tuple[Tensor, Tensor]:
         dx = (dg @ w_ih).view(T, B, I) if need_dx else _empty(x)
         return dx, dg.t() @ x.reshape(T * B, I)
 
     # Without an input norm the input side goes first (as large temporaries die early, the peak stays
-    # lower); with one, dg is changed in place by the norm's backward, so it goes last.
-    input_first = w_ih is not None and ln_gain_ih is None
+    # lower); with one done here, dg is changed in place by the norm's backward, so it goes last.
+    input_first = w_ih is not None and (ln_gain_ih is None or in_loop)
     if input_first:
         dx, dw_ih = input_side()
-        db_ih = dg.sum(0) if has_bias_ih else _empty(x)
+        db_ih = _empty(x) if not has_bias_ih else bias_sums[: 3 * H].clone() if in_loop else dg.sum(0)
     h_prev = buf[1:] if reverse else buf[:T]
     if rec_mask is not None:  # the cell saw h_{t-1} * mask
         h_prev = h_prev * rec_mask
     h_prev = h_prev.reshape(T * B, H)
     # d of the recurrent pre-activations as the gates see them (after any layer norm): r, z parts equal
     # the input side's; the n part is dgh_n (reset_after) or the input side's (Cho 2014).
-    dn_h = dgh_n.view(T * B, H) if reset_after else dg[:, 2 * H :]
+    dn_h = None if in_loop else dgh_n.view(T * B, H) if reset_after else dg[:, 2 * H :]
     # dW_hh as two GEMMs over all T*B rows: the r, z rows pair with h_{t-1}; the n rows pair with
     # h_{t-1} (reset_after) or r * h_{t-1} (Cho 2014).
     dw_hh = w_hh.new_empty(3 * H, H)
@@ -181,15 +195,19 @@ def _recurrence_backward(
     n_rows = dn_h if dpre is None else dpre[:, 2 * H :]
     n_partner = h_prev if reset_after else gates.view(T * B, -1)[:, :H] * h_prev
     torch.mm(n_rows.t(), n_partner, out=dw_hh[2 * H :])
-    db_hh = torch.cat((dg[:, : 2 * H].sum(0), dn_h.sum(0))) if has_bias_hh else _empty(x)
-    dgain = _empty(x)
-    if ln_gain is not None and len(rest) > 1:  # the backend summed the gain's gradient in its loop
-        dgain = rest[1]
-    elif ln_gain is not None:  # the norm's output is xhat * gain
+    if not has_bias_hh:
+        db_hh = _empty(x)
+    elif in_loop:  # sums of d gi (r, z, n), then of d(W_hn h + b_hn) for reset_after
+        db_hh = torch.cat((bias_sums[: 2 * H], bias_sums[3 * H :])) if reset_after else bias_sums[: 3 * H]
+    else:
+        db_hh = torch.cat((dg[:, : 2 * H].sum(0), dn_h.sum(0)))
+    if dgain is None and ln_gain is not None:  # not summed in the backend's loop: the norm's output is xhat * gain
         ln_at = layer_norm_offset(reset_after, H)
         xhat = gates.view(T * B, -1)[:, ln_at : ln_at + 3 * H]
         dgain = torch.cat(((dg[:, : 2 * H] * xhat[:, : 2 * H]).sum(0), (dn_h * xhat[:, 2 * H :]).sum(0)))
-    dgain_ih = _empty(x)
+    elif dgain is None:
+        dgain = _empty(x)
+    dgain_ih = dgain_ih if in_loop else _empty(x)
     if w_ih is None:  # x was gi itself
         dx, dw_ih, db_ih = (dgi if need_dx else _empty(x)), _empty(x), _empty(x)
     elif not input_first:  # through the input norm, in place: dg becomes d(projection) (used above first)

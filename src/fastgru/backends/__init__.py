@@ -32,8 +32,13 @@ SUPPORTS_LAYER_NORM = False, as the Triton backend does for now (`select(..., la
                recurrent products before the norm (what pairs with h_{t-1} / r*h_{t-1} for dW_hh),
                and may return a 5th: the gain's gradient (3H,) summed in its loop (else the caller
                sums it from the saved values).
-    gi_gain, gi_bias: (3H,) only where SUPPORTS_INPUT_NORM = True: gi holds layer-normalised input
-               projections and the cell reads gi * gi_gain + gi_bias (LayerNormGRU's input side).
+    gi_gain, gi_bias: (3H,) only where SUPPORTS_INPUT_NORM = True (LayerNormGRU's input side): forward
+               layer-normalises each row of gi (the raw projections) inside its loop and the cell reads
+               xhat * gi_gain + gi_bias. Saving, gi's rows become xhat in place and forward returns a
+               third output, rstd (T*B,). Backward then takes gi_norm = (xhat, rstd, gi_gain): its dgi is
+               the gradient of the raw projections, and it returns (dgi, dgh_n, dh0, dgh_pre, d ln_gain,
+               d gi_gain, bias sums), bias sums being the sums over rows of d(xhat * gi_gain + gi_bias)
+               (3H) and, for reset_after, of d(W_hn h + b_hn) (H); with both norms dgh_n may be empty.
     spec:      a CellSpec: activations, hard-sigmoid slope/offset, zoneout probability for eval mode
                (h_t = p h_{t-1} + (1 - p) cell(h_{t-1}) when zone_mask is None).
 

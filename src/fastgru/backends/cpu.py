@@ -23,7 +23,7 @@ from torch import Tensor
 from . import ACTIVATIONS, PLAIN, CellSpec
 
 SUPPORTS_CELL_OPTIONS = True
-SUPPORTS_INPUT_NORM = True  # recurrence_forward takes gi_gain / gi_bias
+SUPPORTS_INPUT_NORM = True  # the kernels normalise the input projections themselves (gi_gain / gi_norm)
 
 _SOURCE = Path(__file__).parent / "csrc" / "gru_cpu.cpp"
 _lock = threading.Lock()
@@ -165,15 +165,18 @@ def recurrence_forward(
     ln_gain: Tensor | None = None,
     gi_gain: Tensor | None = None,
     gi_bias: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """gi_gain / gi_bias: gi holds layer-normalised projections; the cell reads gi * gi_gain + gi_bias."""
+) -> tuple[Tensor, ...]:
+    """gi_gain / gi_bias: layer-normalise each row of gi (the raw projections) in the loop; the cell reads
+    xhat * gi_gain + gi_bias. Saving, gi's rows become xhat in place and a third output holds rstd (T*B,)."""
     ext = load()
-    buf, gates = ext.forward(
+    if gi_gain is not None and not gi.is_contiguous():
+        raise ValueError("gi must be contiguous when the kernel normalises it in place")
+    buf, gates, gi_rstd = ext.forward(
         gi.contiguous(), h0.contiguous(), w_hh.contiguous(), _contig(b_hh), _contig(lengths),
         reset_after, reverse, save, *_options(rec_mask, zone_mask, spec), _contig(ln_gain),
         _contig(gi_gain), _contig(gi_bias),
     )
-    return buf, gates
+    return (buf, gates) if gi_gain is None else (buf, gates, gi_rstd)
 
 
 def recurrence_backward(
@@ -189,9 +192,14 @@ def recurrence_backward(
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
     ln_gain: Tensor | None = None,
-) -> tuple[Tensor, ...]:
+    gi_norm: tuple[Tensor, Tensor, Tensor] | None = None,
+) -> tuple[Tensor | None, ...]:
+    """gi_norm: (xhat, rstd, gain) of the input norm that forward applied; dgi then is the gradient of the
+    raw projections. Returns (dgi, dgh_n, dh0, dgh_pre, d ln_gain, d gain_ih, bias sums), None where absent
+    (see fastgru.backends)."""
     ext = load()
+    xhat, rstd, gain = gi_norm if gi_norm is not None else (None, None, None)
     return tuple(ext.backward(
         dbuf.contiguous(), buf, gates, w_hh.contiguous(), _contig(lengths), reset_after, reverse,
-        *_options(rec_mask, zone_mask, spec), _contig(ln_gain),
+        *_options(rec_mask, zone_mask, spec), _contig(ln_gain), _contig(xhat), _contig(rstd), _contig(gain),
     ))

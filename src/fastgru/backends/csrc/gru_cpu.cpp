@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <sys/mman.h>
 
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -143,8 +144,13 @@ struct Cell {
   T zone_p;            // zoneout keep probability used when zone_mask is null (eval); 0 = off
   T hs_alpha, hs_beta; // hard_sigmoid(x) = clamp(alpha * x + beta, 0, 1)
   const T* ln_gain;    // (3H) gain of the recurrent layer norm, or null (no layer norm)
-  const T* gi_gain;    // (3H) gain of the input layer norm: the cell reads gi * gi_gain + gi_bias; or null
+  // Input layer norm (LayerNormGRU): forward normalises each raw projection row of gi (3H values) and the
+  // cell reads xhat * gi_gain + gi_bias; backward takes the gradient of that back through the norm.
+  const T* gi_gain;    // (3H) gain of the input layer norm, or null (no input norm)
   const T* gi_bias;    // (3H) shift of the input layer norm (zeros without a bias); set with gi_gain
+  T* gi_rstd;          // forward, saving: (T * B) rstd per row out (gi's rows become xhat in place); or null
+  const T* in_rstd;    // backward: (T * B) saved rstd, with gi_gain and in_xhat; or null
+  const T* in_xhat;    // backward: (T, B, 3H) saved normalised projections
   bool zoneout() const { return zone_mask != nullptr || zone_p != T(0); }
   T keep(int64_t t, int64_t B, int64_t H, int64_t b, int64_t j) const {
     return zone_mask ? T(zone_mask[(t * B + b) * H + j]) : zone_p;
@@ -231,13 +237,146 @@ inline int64_t saved_width(bool reset_after, bool layer_norm, int64_t H) {
   return (reset_after ? 4 * H : 3 * H) + (layer_norm ? 3 * H + 2 : 0);
 }
 
+// Calls fn.template operator()<IN, LN>() for the layer norms present (input side, recurrent side), so the
+// per-row loops below are compiled once per combination with no branches inside.
+template <typename F>
+void dispatch_norms(bool in, bool ln, const F& fn) {
+  if (in && ln) fn.template operator()<true, true>();
+  else if (in) fn.template operator()<true, false>();
+  else if (ln) fn.template operator()<false, true>();
+  else fn.template operator()<false, false>();
+}
+
+// One reset_after=True forward step of one row. g: the row's input projections (3H; with an input norm
+// IN they are raw, normalised here on the fly and replaced by xhat in place); q: the recurrent products
+// h @ W_hh^T (3H; with a recurrent norm LN normalised on the fly, xhat saved at sr + ln_at, rstd after
+// it); h: the state the cell sees; o: the cell's output; sr: the row's saved values (r, z, n, hn, ...).
+// Each norm costs its two statistics passes and nothing else: the normalised values are formed where
+// the gates read them.
+template <typename T, int GA, int CA, bool IN, bool LN>
+inline void ra_forward_row(const Cell<T>& c, int64_t H, T* g, const T* q, const T* h, T* o, T* sr, int64_t ln_at,
+                           T* in_rstd) {
+  const int64_t G3 = 3 * H;
+  T mi = 0, ri = 1, mh = 0, rh = 1;
+  if constexpr (IN) {
+    std::tie(mi, ri) = mean_rstd(g, G3);
+    if (in_rstd) *in_rstd = ri;
+  }
+  if constexpr (LN) {
+    std::tie(mh, rh) = mean_rstd(q, G3);
+    sr[ln_at + G3] = rh;
+    sr[ln_at + G3 + 1] = T(0);  // one normalised block: the second rstd slot is unused
+  }
+  const T* bh = c.b_hh;
+  T* xs = sr + ln_at;
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    T ir = g[j], iz = g[H + j], in = g[2 * H + j];
+    if constexpr (IN) {
+      ir = (ir - mi) * ri;
+      iz = (iz - mi) * ri;
+      in = (in - mi) * ri;
+      g[j] = ir;
+      g[H + j] = iz;
+      g[2 * H + j] = in;
+      ir = ir * c.gi_gain[j] + c.gi_bias[j];
+      iz = iz * c.gi_gain[H + j] + c.gi_bias[H + j];
+      in = in * c.gi_gain[2 * H + j] + c.gi_bias[2 * H + j];
+    }
+    T qr = q[j], qz = q[H + j], qn = q[2 * H + j];
+    if constexpr (LN) {
+      qr = (qr - mh) * rh;
+      qz = (qz - mh) * rh;
+      qn = (qn - mh) * rh;
+      xs[j] = qr;
+      xs[H + j] = qz;
+      xs[2 * H + j] = qn;
+      qr *= c.ln_gain[j];
+      qz *= c.ln_gain[H + j];
+      qn *= c.ln_gain[2 * H + j];
+    }
+    const T hn = qn + bh[2 * H + j];
+    const T r = act<GA>(ir + qr + bh[j], c);
+    const T z = act<GA>(iz + qz + bh[H + j], c);
+    const T n = act<CA>(in + r * hn, c);
+    o[j] = n + z * (h[j] - n);
+    sr[j] = r;
+    sr[H + j] = z;
+    sr[2 * H + j] = n;
+    sr[3 * H + j] = hn;
+  }
+}
+
+// One reset_after=True backward step of one row without masks or lengths. dd: in, the carried gradient
+// of h_t; out, its direct part g * z of dh_{t-1} (the GEMM adds the rest). Writes dgb (3H: d gi, with an
+// input norm IN taken back through it to the raw projections), tb (3H: d of the recurrent products as
+// the gates see them), dgnb (H: d(W_hn h + b_hn)) and with a recurrent norm LN dpre (3H: d of the
+// products before the norm). The norms' reductions run inside the first loop; each norm then needs one
+// more pass. dgain (3H) / in_part (3H gain, then 4H bias sums) accumulate this thread's sums.
+template <typename T, int GA, int CA, bool IN, bool LN>
+inline void ra_backward_row(const Cell<T>& c, int64_t H, T* dd, const T* dy, const T* h, const T* sr,
+                            int64_t ln_at, T* dgb, T* tb, T* dgnb, T* dpre, T* dgain, const T* xi, T ri,
+                            T* in_part) {
+  const int64_t G3 = 3 * H;
+  const T* xs = sr + ln_at;
+  const T* lg = c.ln_gain;
+  const T* gg = c.gi_gain;
+  T* dgi_gain = in_part;
+  T* dsum = IN ? in_part + G3 : nullptr;
+  T m1h = 0, m2h = 0, m1i = 0, m2i = 0;
+#pragma omp simd reduction(+ : m1h, m2h, m1i, m2i)
+  for (int64_t j = 0; j < H; ++j) {
+    const T g = dd[j] + dy[j];
+    const T r = sr[j], z = sr[H + j], n = sr[2 * H + j], hn = sr[3 * H + j];
+    const T dn = g * (T(1) - z) * dact<CA>(n, c);
+    const T dz = g * (h[j] - n) * dact<GA>(z, c);
+    const T dr = dn * hn * dact<GA>(r, c);
+    const T an = dn * r;
+    dd[j] = g * z;
+    dgb[j] = tb[j] = dr;
+    dgb[H + j] = tb[H + j] = dz;
+    dgb[2 * H + j] = dn;
+    tb[2 * H + j] = dgnb[j] = an;
+    if constexpr (LN) {
+      dgain[j] += dr * xs[j];
+      dgain[H + j] += dz * xs[H + j];
+      dgain[2 * H + j] += an * xs[2 * H + j];
+      const T er = dr * lg[j], ez = dz * lg[H + j], en = an * lg[2 * H + j];
+      m1h += er + ez + en;
+      m2h += er * xs[j] + ez * xs[H + j] + en * xs[2 * H + j];
+    }
+    if constexpr (IN) {
+      dsum[j] += dr;
+      dsum[H + j] += dz;
+      dsum[2 * H + j] += dn;
+      dsum[G3 + j] += an;
+      dgi_gain[j] += dr * xi[j];
+      dgi_gain[H + j] += dz * xi[H + j];
+      dgi_gain[2 * H + j] += dn * xi[2 * H + j];
+      const T fr = dr * gg[j], fz = dz * gg[H + j], fn = dn * gg[2 * H + j];
+      m1i += fr + fz + fn;
+      m2i += fr * xi[j] + fz * xi[H + j] + fn * xi[2 * H + j];
+    }
+  }
+  if constexpr (LN) {
+    const T rh = sr[ln_at + G3], a = m1h / T(G3), b = m2h / T(G3);
+#pragma omp simd
+    for (int64_t k = 0; k < G3; ++k) dpre[k] = rh * (tb[k] * lg[k] - a - xs[k] * b);
+  }
+  if constexpr (IN) {
+    const T a = m1i / T(G3), b = m2i / T(G3);
+#pragma omp simd
+    for (int64_t k = 0; k < G3; ++k) dgb[k] = ri * (dgb[k] * gg[k] - a - xi[k] * b);
+  }
+}
+
 // Forward of one layer-direction. With recurrent dropout the cell sees hm = h_{t-1} * mask (Keras'
 // recurrent_dropout semantics); zoneout then mixes h_t = k * h_{t-1} + (1 - k) * cell(hm).
 template <typename T, int GA, int CA>
 void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c, bool reset_after, bool save,
                   at::Tensor& buf, at::Tensor& gates, const Slots& s) {
   const int64_t B = gi.size(1), H = w_hh.size(1), G3 = 3 * H;
-  const T* gi_p = gi.data_ptr<T>();
+  T* gi_p = gi.data_ptr<T>();  // with an input norm and save, its rows become xhat in place
   const T* w = w_hh.data_ptr<T>();
   const T* bh = c.b_hh;
   T* buf_p = buf.data_ptr<T>();
@@ -252,16 +391,27 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
   T* gh = gh_t.data_ptr<T>();
   T* rh = rh_t.data_ptr<T>();
   T* hm_buf = c.rec_mask ? hm_t.data_ptr<T>() : nullptr;
-  // With an input layer norm, gi holds the normalised projections; row b's gain-and-shift values go to
-  // row b of gin (in cache) before the cell reads them.
+  // With an input layer norm, row b of step t is normalised here, while it is in cache (no separate pass
+  // over all T * B rows): its gain-and-shift values go to row b of gin; saving, the row itself becomes
+  // xhat and its rstd is kept for backward.
   at::Tensor gin_t = c.gi_gain ? at::empty({B, G3}, gi.options()) : at::Tensor();
   T* gin = c.gi_gain ? gin_t.data_ptr<T>() : nullptr;
-  auto input_row = [&](const T* git, int64_t b) -> const T* {
-    const T* g = git + b * G3;
+  auto input_row = [&](T* git, int64_t t, int64_t b) -> const T* {
+    T* g = git + b * G3;
     if (!c.gi_gain) return g;
     T* o = gin + b * G3;
+    const auto [mean, rstd] = mean_rstd(g, G3);
+    if (c.gi_rstd) {
+      c.gi_rstd[t * B + b] = rstd;
 #pragma omp simd
-    for (int64_t j = 0; j < G3; ++j) o[j] = g[j] * c.gi_gain[j] + c.gi_bias[j];
+      for (int64_t j = 0; j < G3; ++j) {
+        g[j] = (g[j] - mean) * rstd;
+        o[j] = g[j] * c.gi_gain[j] + c.gi_bias[j];
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < G3; ++j) o[j] = (g[j] - mean) * rstd * c.gi_gain[j] + c.gi_bias[j];
+    }
     return o;
   };
   const SmallGemmThreads threads(2.0 * B * G3 * H);
@@ -273,7 +423,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
     const int64_t t = s.step(i);
     const T* hp = buf_p + s.in(t) * B * H;
     T* h_out = buf_p + s.out(t) * B * H;
-    const T* git = gi_p + t * B * G3;
+    T* git = gi_p + t * B * G3;
     T* sv = save ? gates_p + t * B * gw : gates_p;
     const T* hm = hp;  // the state the cell sees
     if (c.rec_mask) {
@@ -299,32 +449,15 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
     const bool staged = c.zoneout() || c.len;
     if (reset_after) {
       gemm_all(hm, H, T(0), gh, G3);
-      for_rows(B, H, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-          if (c.ln_gain) {
-            T* svb = sv + b * gw;
-            ln_forward(gh + b * G3, G3, c.ln_gain, svb + ln_at, svb + ln_at + G3);
-            svb[ln_at + G3 + 1] = T(0);  // one normalised block: the second rstd slot is unused
+      dispatch_norms(c.gi_gain != nullptr, c.ln_gain != nullptr, [&]<bool IN, bool LN>() {
+        for_rows(B, H, [&](int64_t b0, int64_t b1) {
+          for (int64_t b = b0; b < b1; ++b) {
+            T* o = staged ? rh + b * H : h_out + b * H;
+            ra_forward_row<T, GA, CA, IN, LN>(c, H, git + b * G3, gh + b * G3, hm + b * H, o, sv + b * gw, ln_at,
+                                              c.gi_rstd ? c.gi_rstd + t * B + b : nullptr);
+            finish(b, o);
           }
-          const T* g = input_row(git, b);
-          const T* q = gh + b * G3;
-          const T* h = hm + b * H;
-          T* o = staged ? rh + b * H : h_out + b * H;
-          T* sr = sv + b * gw;
-#pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
-            const T hn = q[2 * H + j] + bh[2 * H + j];
-            const T r = act<GA>(g[j] + q[j] + bh[j], c);
-            const T z = act<GA>(g[H + j] + q[H + j] + bh[H + j], c);
-            const T n = act<CA>(g[2 * H + j] + r * hn, c);
-            o[j] = n + z * (h[j] - n);
-            sr[j] = r;
-            sr[H + j] = z;
-            sr[2 * H + j] = n;
-            sr[3 * H + j] = hn;
-          }
-          finish(b, o);
-        }
+        });
       });
     } else {
       gemm_rz(hm, H, T(0), gh, G3);
@@ -334,7 +467,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
             T* svb = sv + b * gw;
             ln_forward(gh + b * G3, 2 * H, c.ln_gain, svb + ln_at, svb + ln_at + G3);
           }
-          const T* g = input_row(git, b);
+          const T* g = input_row(git, t, b);
           T* q = gh + b * G3;
           const T* h = hm + b * H;
           T* x = rh + b * H;
@@ -381,7 +514,7 @@ template <typename T, int GA, int CA>
 void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tensor& gates,
                    const at::Tensor& w_hh, const Cell<T>& c, bool reset_after, at::Tensor& dgi,
                    at::Tensor& dgh_n, at::Tensor& dh0, at::Tensor& dgh_pre, at::Tensor& dgain_parts,
-                   const Slots& s) {
+                   at::Tensor& in_parts, const Slots& s) {
   const int64_t B = buf.size(1), H = buf.size(2), G3 = 3 * H;
   const int64_t gw = saved_width(reset_after, c.ln_gain != nullptr, H);
   const int64_t ln_at = reset_after ? 4 * H : 3 * H;
@@ -389,6 +522,24 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   // the recurrent norm's gain gradient, one (3H) partial sum per thread (summed by the caller)
   T* dgain_p = c.ln_gain ? dgain_parts.data_ptr<T>() : nullptr;
   auto dgain_of_thread = [&]() { return dgain_p + at::get_thread_num() * G3; };
+  // With the input norm: per thread, its gain's gradient (3H) then the bias sums (3H of d gi, + H of
+  // d(W_hn h + b_hn) for reset_after): the norm turns dgi into the pre-norm gradient, so the biases'
+  // gradients are summed here, before that.
+  const int64_t in_width = in_parts.defined() ? in_parts.size(1) : 0;
+  T* in_p = c.in_xhat ? in_parts.data_ptr<T>() : nullptr;
+  // Row b of step t through the input norm, in place: dgb (3H, gradient of xhat * gain + bias) becomes
+  // the gradient of the raw projection; dgnb (H, reset_after) is only summed.
+  auto input_norm_row = [&](T* dgb, const T* dgnb, int64_t t, int64_t b) {
+    T* part = in_p + at::get_thread_num() * in_width;
+    T* dsum = part + G3;
+#pragma omp simd
+    for (int64_t j = 0; j < G3; ++j) dsum[j] += dgb[j];
+    if (dgnb) {
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) dsum[G3 + j] += dgnb[j];
+    }
+    ln_backward(dgb, G3, c.gi_gain, c.in_xhat + (t * B + b) * G3, c.in_rstd[t * B + b], dgb, part);
+  };
   // Every row of one step through one normalised block: columns [col, col + width) of src (rows of G3)
   // to the same columns of dpre, with that block's saved xhat and its rstd slot.
   auto ln_backward_rows = [&](const T* sv, const T* src, T* dpre, int64_t col, int64_t width, int64_t slot) {
@@ -407,7 +558,10 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   const T* w = w_hh.data_ptr<T>();
   const T* m = c.rec_mask;
   T* dgi_p = dgi.data_ptr<T>();
-  T* dghn_p = reset_after ? dgh_n.data_ptr<T>() : nullptr;
+  // dgh_n is skipped (empty) when the layer norms make it redundant: then one (B, H) scratch step serves
+  at::Tensor dgn_scratch = reset_after && dgh_n.numel() == 0 ? at::empty({B, H}, buf.options()) : at::Tensor();
+  T* dghn_p = !reset_after ? nullptr : dgh_n.numel() ? dgh_n.data_ptr<T>() : dgn_scratch.data_ptr<T>();
+  const int64_t dgn_stride = dgh_n.numel() ? B * H : 0;
   at::Tensor d_t = at::zeros({B, H}, buf.options());     // gradient carried to h_{t-1}
   at::Tensor dhm_t = at::empty({B, H}, buf.options());   // gradient of the state the cell saw
   at::Tensor keep_t = at::empty({B, H}, buf.options());  // direct (zoneout / skipped step) part
@@ -459,42 +613,27 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
       return true;
     };
     if (plain && reset_after) {  // the common case in one pass: d becomes dh_{t-1} before the GEMM adds to it
-      T* dgn = dghn_p + t * B * H;
+      T* dgn = dghn_p + t * dgn_stride;
       T* dpre = c.ln_gain ? dpre_p + t * B * G3 : nullptr;
-      for_rows(B, H, [&](int64_t b0, int64_t b1) {
-        T* dgain = c.ln_gain ? dgain_of_thread() : nullptr;
-        for (int64_t b = b0; b < b1; ++b) {
-          T* dd = d + b * H;
-          const T* dy = dout + b * H;
-          const T* h = hp + b * H;
-          const T* sr = sv + b * gw;
-          T* dgb = dg + b * G3;
-          T* tb = tmp + b * G3;
-          T* dgnb = dgn + b * H;
-#pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
-            const T g = dd[j] + dy[j];
-            const T r = sr[j], z = sr[H + j], n = sr[2 * H + j], hn = sr[3 * H + j];
-            const T dn = g * (T(1) - z) * dact<CA>(n, c);
-            const T dz = g * (h[j] - n) * dact<GA>(z, c);
-            const T dr = dn * hn * dact<GA>(r, c);
-            dd[j] = g * z;
-            dgb[j] = tb[j] = dr;
-            dgb[H + j] = tb[H + j] = dz;
-            dgb[2 * H + j] = dn;
-            tb[2 * H + j] = dgnb[j] = dn * r;
+      dispatch_norms(c.in_xhat != nullptr, c.ln_gain != nullptr, [&]<bool IN, bool LN>() {
+        for_rows(B, H, [&](int64_t b0, int64_t b1) {
+          T* dgain = LN ? dgain_of_thread() : nullptr;
+          T* in_part = IN ? in_p + at::get_thread_num() * in_width : nullptr;
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t row = t * B + b;
+            ra_backward_row<T, GA, CA, IN, LN>(c, H, d + b * H, dout + b * H, hp + b * H, sv + b * gw, ln_at,
+                                               dg + b * G3, tmp + b * G3, dgn + b * H,
+                                               LN ? dpre + b * G3 : nullptr, dgain,
+                                               IN ? c.in_xhat + row * G3 : nullptr, IN ? c.in_rstd[row] : T(1),
+                                               in_part);
           }
-          if (c.ln_gain) {  // through the layer norm, while the row is in cache
-            const T* svb = sv + b * gw;
-            ln_backward(tb, G3, c.ln_gain, svb + ln_at, svb[ln_at + G3], dpre + b * G3, dgain);
-          }
-        }
+        });
       });
       back_all(c.ln_gain ? dpre : tmp, G3, T(1), d, H);
       continue;
     }
     if (reset_after) {
-      T* dgn = dghn_p + t * B * H;
+      T* dgn = dghn_p + t * dgn_stride;
       for_rows(B, H, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const bool live = split(b);
@@ -576,6 +715,12 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
         back_rz(dg, G3, T(1), dhm, H);
       }
     }
+    if (c.in_xhat) {  // the step's gate gradients are complete (and used): through the input norm
+      const T* dgn = reset_after ? dghn_p + t * dgn_stride : nullptr;
+      for_rows(B, G3, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) input_norm_row(dg + b * G3, dgn ? dgn + b * H : nullptr, t, b);
+      });
+    }
     // Pass 3: gradient of h_{t-1} = direct part + (through the recurrent-dropout mask) the cell part.
     for (int64_t k = 0; k < B * H; ++k) d[k] = keep[k] + (m ? dhm[k] * m[k] : dhm[k]);
   }
@@ -655,7 +800,8 @@ Cell<T> make_cell(const T* b_hh, const c10::optional<at::Tensor>& lengths, const
                   const c10::optional<at::Tensor>& ln_gain, const T* gi_gain = nullptr, const T* gi_bias = nullptr) {
   return Cell<T>{b_hh, lengths_ptr(lengths), optional_ptr<T>(rec_mask, "rec_mask"),
                  bool_mask_ptr(zone_mask, "zone_mask"),
-                 T(zone_p), T(hs_alpha), T(hs_beta), optional_ptr<T>(ln_gain, "ln_gain"), gi_gain, gi_bias};
+                 T(zone_p), T(hs_alpha), T(hs_beta), optional_ptr<T>(ln_gain, "ln_gain"), gi_gain, gi_bias,
+                 nullptr, nullptr, nullptr};
 }
 
 std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, const at::Tensor& w_hh,
@@ -675,20 +821,23 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
                           : at::empty({0}, gi.options());
   const Slots s{T, reverse};
   buf.select(0, reverse ? T : 0).copy_(h0);
+  const bool input_norm = gi_gain.has_value() && gi_gain->defined();
+  at::Tensor gi_rstd = input_norm && save ? at::empty({T * B}, gi.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(gi.scalar_type(), "fastgru_forward", [&] {
     const bool has_bias = b_hh.has_value() && b_hh->defined();
     at::Tensor bias = has_bias ? b_hh->contiguous() : at::zeros({3 * H}, gi.options());
     const scalar_t* in_gain = optional_ptr<scalar_t>(gi_gain, "gi_gain");
     at::Tensor in_bias = (gi_bias.has_value() && gi_bias->defined()) ? gi_bias->contiguous()
                                                                      : at::zeros({3 * H}, gi.options());
-    const Cell<scalar_t> c = make_cell<scalar_t>(bias.data_ptr<scalar_t>(), lengths, rec_mask, zone_mask, zone_p,
-                                                 hs_alpha, hs_beta, ln_gain, in_gain,
-                                                 in_gain ? in_bias.data_ptr<scalar_t>() : nullptr);
+    Cell<scalar_t> c = make_cell<scalar_t>(bias.data_ptr<scalar_t>(), lengths, rec_mask, zone_mask, zone_p,
+                                           hs_alpha, hs_beta, ln_gain, in_gain,
+                                           in_gain ? in_bias.data_ptr<scalar_t>() : nullptr);
+    c.gi_rstd = gi_rstd.defined() ? gi_rstd.data_ptr<scalar_t>() : nullptr;
     dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
       forward_impl<scalar_t, GA, CA>(gi, w_hh, c, reset_after, save, buf, gates, s);
     });
   });
-  return {buf, gates};
+  return {buf, gates, gi_rstd};  // gi_rstd undefined (None) unless an input norm was saved
 }
 
 std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tensor& gates,
@@ -696,29 +845,42 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
                                  bool reverse, const c10::optional<at::Tensor>& rec_mask,
                                  const c10::optional<at::Tensor>& zone_mask, double zone_p, int64_t gate_act,
                                  int64_t cand_act, double hs_alpha, double hs_beta,
-                                 const c10::optional<at::Tensor>& ln_gain) {
+                                 const c10::optional<at::Tensor>& ln_gain, const c10::optional<at::Tensor>& in_xhat,
+                                 const c10::optional<at::Tensor>& in_rstd, const c10::optional<at::Tensor>& in_gain) {
   check_inputs(dbuf, "dbuf");
   check_inputs(buf, "buf");
   check_inputs(gates, "gates");
   check_inputs(w_hh, "w_hh");
   const int64_t T = buf.size(0) - 1, B = buf.size(1), H = buf.size(2);
-  at::Tensor dgi = empty_huge({T, B, 3 * H}, buf.options());
-  at::Tensor dgh_n = reset_after ? empty_huge({T, B, H}, buf.options()) : at::empty({0}, buf.options());
-  at::Tensor dh0 = at::empty({B, H}, buf.options());
   const bool layer_norm = ln_gain.has_value() && ln_gain->defined();
+  const bool input_norm = in_xhat.has_value() && in_xhat->defined();
+  TORCH_CHECK(!input_norm || (in_rstd.has_value() && in_gain.has_value()), "in_xhat needs in_rstd and in_gain");
+  // With both norms the bias sums come from the loop and dW_hh pairs with dgh_pre: dgh_n is not needed.
+  const bool keep_dgh_n = reset_after && !(layer_norm && input_norm);
+  at::Tensor dgi = empty_huge({T, B, 3 * H}, buf.options());
+  at::Tensor dgh_n = keep_dgh_n ? empty_huge({T, B, H}, buf.options()) : at::empty({0}, buf.options());
+  at::Tensor dh0 = at::empty({B, H}, buf.options());
   at::Tensor dgh_pre = layer_norm ? empty_huge({T, B, 3 * H}, buf.options()) : at::empty({0}, buf.options());
   const int64_t max_threads = std::max<int64_t>(at::get_num_threads(), omp_get_max_threads());
   at::Tensor dgain_parts = layer_norm ? at::zeros({max_threads, 3 * H}, buf.options()) : at::empty({0}, buf.options());
+  const int64_t in_width = 6 * H + (reset_after ? H : 0);  // input gain's gradient, then the bias sums
+  at::Tensor in_parts = input_norm ? at::zeros({max_threads, in_width}, buf.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(buf.scalar_type(), "fastgru_backward", [&] {
-    const Cell<scalar_t> c =
-        make_cell<scalar_t>(nullptr, lengths, rec_mask, zone_mask, zone_p, hs_alpha, hs_beta, ln_gain);
+    Cell<scalar_t> c =
+        make_cell<scalar_t>(nullptr, lengths, rec_mask, zone_mask, zone_p, hs_alpha, hs_beta, ln_gain,
+                            optional_ptr<scalar_t>(in_gain, "in_gain"));
+    c.in_xhat = optional_ptr<scalar_t>(in_xhat, "in_xhat");
+    c.in_rstd = optional_ptr<scalar_t>(in_rstd, "in_rstd");
     dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
       backward_impl<scalar_t, GA, CA>(dbuf, buf, gates, w_hh, c, reset_after, dgi, dgh_n, dh0, dgh_pre,
-                                      dgain_parts, Slots{T, reverse});
+                                      dgain_parts, in_parts, Slots{T, reverse});
     });
   });
-  if (layer_norm) return {dgi, dgh_n, dh0, dgh_pre, dgain_parts.sum(0)};
-  return {dgi, dgh_n, dh0};
+  // {dgi, dgh_n, dh0, d pre-norm recurrent products, d ln_gain, d in_gain, bias sums}; absent ones None.
+  const at::Tensor in_sums = input_norm ? in_parts.sum(0) : at::Tensor();
+  return {dgi, dgh_n, dh0, layer_norm ? dgh_pre : at::Tensor(), layer_norm ? dgain_parts.sum(0) : at::Tensor(),
+          input_norm ? in_sums.narrow(0, 0, 3 * H).clone() : at::Tensor(),  // separate storage: no aliasing
+          input_norm ? in_sums.narrow(0, 3 * H, in_width - 3 * H).clone() : at::Tensor()};
 }
 
 // Layer norm over each row of v (rows, N), in place, with the kernel's epsilon (kLnEps): v <- xhat
