@@ -136,7 +136,7 @@ def release_workspace() -> None:
 
 
 def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, reuse: bool = False) -> Tensor:
-    """Input projections of all steps, (T, B, I) -> (T, B, 3H), on huge pages.
+    """Input projections of all steps, (T, B, I) -> (T, B, 3H), in a buffer from the kernel's cache.
 
     reuse=True (inference calls) writes into the per-thread workspace; training calls take a fresh
     buffer that is freed before backward runs, so the workspace never adds to training's peak memory.
