@@ -55,7 +55,9 @@ def _backend_and_options(x: Tensor, backend: str, spec_key: str, rec_mask, zone_
     options = dict(rec_mask=rec_mask, zone_mask=zone_mask, spec=spec)
     if ln_gain is not None:
         options["ln_gain"] = ln_gain
-    return backends.select(x.device, backend, plain=False, dtype=x.dtype, layer_norm=ln_gain is not None), options
+    layer_norm = ln_gain is not None
+    return backends.select(x.device, backend, plain=False, dtype=x.dtype, layer_norm=layer_norm,
+                           hidden_size=ln_gain.shape[0] // 3 if layer_norm else None), options
 
 
 def _empty(like: Tensor) -> Tensor:

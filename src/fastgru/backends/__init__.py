@@ -22,7 +22,8 @@ Every backend module exposes the same two functions (the contract below) and `is
 
 Cell options (keyword arguments of both functions). Backends that set SUPPORTS_CELL_OPTIONS = True honour
 them (`select(..., plain=False)` skips the others), ln_gain included unless they set
-SUPPORTS_LAYER_NORM = False, as the Triton backend does for now (`select(..., layer_norm=True)` skips those):
+SUPPORTS_LAYER_NORM = False or their `supports_layer_norm(H)` says no for the hidden size (the Triton
+backend: H <= 512; `select(..., layer_norm=True, hidden_size=H)` skips those):
     rec_mask:  (B, H) recurrent-dropout mask, one per sequence: the cell sees h_{t-1} * rec_mask
                (Keras' recurrent_dropout semantics).
     zone_mask: (T, B, H) bool zoneout keep-mask (True = keep the previous value), training mode.
@@ -106,12 +107,18 @@ class CellSpec:
 PLAIN = CellSpec()
 
 
-def _unsupported(module: ModuleType, plain: bool, layer_norm: bool) -> str:
+def _unsupported(module: ModuleType, plain: bool, layer_norm: bool, hidden_size: int | None) -> str:
     """What the call asks for that backend `module` does not honour ('' when nothing)."""
     if not plain and not getattr(module, "SUPPORTS_CELL_OPTIONS", False):
         return "cell options (recurrent dropout, zoneout, activations, layer norm)"
     if layer_norm and not getattr(module, "SUPPORTS_LAYER_NORM", True):
         return "the recurrent layer norm (LayerNormGRU)"
+    sizes = getattr(module, "supports_layer_norm", None)  # backends whose norm kernels bound the hidden size
+    if layer_norm and sizes is not None:
+        if hidden_size is None:
+            return "the recurrent layer norm (LayerNormGRU) without the hidden size (pass hidden_size=)"
+        if not sizes(hidden_size):
+            return f"the recurrent layer norm (LayerNormGRU) at hidden size {hidden_size}"
     return ""
 
 
@@ -121,12 +128,15 @@ def select(
     plain: bool = True,
     dtype: torch.dtype | None = None,
     layer_norm: bool = False,
+    hidden_size: int | None = None,
 ) -> ModuleType:
     """Return the backend module for `device`; `name` forces one ('cpu', 'torch', 'triton').
 
     plain=False asks for a backend that supports the cell options (masks, activations, zoneout);
-    layer_norm=True (implies plain=False) also for the recurrent layer norm. On CUDA the Triton backend
-    serves the cell options but not yet the layer norm: 'auto' then runs the torch loop, 'triton' refuses.
+    layer_norm=True (implies plain=False) also for the recurrent layer norm of `hidden_size` units. On
+    CUDA the Triton backend serves the cell options, and the layer norm for hidden sizes its kernels take
+    (triton.supports_layer_norm: H <= 512); for larger (or unknown) hidden sizes 'auto' runs the torch
+    loop and 'triton' refuses, before anything is launched.
     The fused CPU kernel is float32/float64: other dtypes on a CPU (bf16, fp16) run the torch loop.
     """
     if name not in BACKENDS:
@@ -154,11 +164,11 @@ def select(
             if available is None or not available(device):
                 if name == "triton":
                     raise RuntimeError(f"backend='triton' needs a CUDA device with Triton; got device {device}")
-            elif not (missing := _unsupported(triton_backend, plain, layer_norm)):
+            elif not (missing := _unsupported(triton_backend, plain, layer_norm, hidden_size)):
                 return triton_backend
             elif name == "triton":
                 raise RuntimeError(
-                    f"backend='triton' does not support {missing} yet; use backend='auto', which runs such "
+                    f"backend='triton' does not support {missing}; use backend='auto', which runs such "
                     "calls in the torch loop on CUDA"
                 )
     if device.type == "cpu" and name in ("auto", "cpu"):

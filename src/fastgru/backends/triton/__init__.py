@@ -8,9 +8,18 @@ Cell options (SUPPORTS_CELL_OPTIONS): recurrent dropout (rec_mask), zoneout (the
 zone_mask, or eval mode's spec.zoneout) and the activations of `spec` (gate sigmoid / hard_sigmoid,
 candidate tanh / relu / softsign / sigmoid / hard_sigmoid) are fused into the same kernels, forward and
 backward, in every mode below; they are compile-time switches, so a plain GRU runs the same code as
-without them. The recurrent layer norm (ln_gain, LayerNormGRU) is not implemented here yet
-(SUPPORTS_LAYER_NORM = False): `select` runs those calls in the torch loop on CUDA, and the contract
-functions refuse ln_gain.
+without them.
+
+Recurrent layer norm (ln_gain, LayerNormGRU; SUPPORTS_LAYER_NORM): fused in the same step bodies behind
+the LN constexpr, with torch_loop's semantics: reset_after=True normalises the 3H recurrent products of a
+row together, reset_after=False the r, z products (2H) and W_hn (r * h) (H) separately; gain, then b_hh.
+Forward saves xhat (3H) and 2 rstd per (t, b) after the gates; backward returns dgh_pre as its 4th output
+(the gain's gradient is left to the caller, which sums it from the saved xhat). Limits: a norm reduces
+over whole rows, so one program owns all H units of its rows (block_h >= H): H <= heuristics.LN_MAX_H
+(512) only, `supports_layer_norm(H)`; `select(..., layer_norm=True, hidden_size=H)` sends larger H (or
+an unknown H) to the torch loop under backend='auto' and refuses it under 'triton'. All three modes take
+it (persistent: one program per batch block, no grid barrier). The input-side norm (gi_gain,
+SUPPORTS_INPUT_NORM) is not fused: fastgru.functional normalises the projections in torch first.
 
 Precision. Inputs and weights may be float32, bfloat16 or float16. The recurrence runs in float32
 (state, gate activations, accumulation, the carried gradient dh); what the contract returns has the
@@ -51,16 +60,16 @@ import triton  # noqa: F401  (ImportError here means: no Triton, use another bac
 from torch import Tensor
 
 from .. import PLAIN, CellSpec
-from .heuristics import Plan, make_plan
+from .heuristics import LN_MAX_H, Plan, make_plan, supports_layer_norm
 from .launch import allow_tf32, backward, device_ok, forward, interpreting, plan_for
 
 __all__ = [
-    "SUPPORTS_CELL_OPTIONS", "SUPPORTS_LAYER_NORM", "Plan", "allow_tf32", "interpreting", "is_available",
-    "make_plan", "plan_for", "recurrence_backward", "recurrence_forward",
+    "LN_MAX_H", "SUPPORTS_CELL_OPTIONS", "SUPPORTS_LAYER_NORM", "Plan", "allow_tf32", "interpreting",
+    "is_available", "make_plan", "plan_for", "recurrence_backward", "recurrence_forward", "supports_layer_norm",
 ]
 
 SUPPORTS_CELL_OPTIONS = True  # rec_mask, zone_mask, spec (activations, eval zoneout)
-SUPPORTS_LAYER_NORM = False  # ln_gain: not yet (select() routes layer-norm calls elsewhere)
+SUPPORTS_LAYER_NORM = True  # ln_gain, for hidden sizes where supports_layer_norm(H) (select() asks it)
 
 
 def is_available(device: torch.device | str | None = None) -> bool:
@@ -90,9 +99,8 @@ def recurrence_forward(
     ln_gain: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The contract's forward (fastgru.backends); buf and gates in gi's dtype, computed in float32."""
-    _refuse_layer_norm(ln_gain)
     return forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, save, rec_mask=rec_mask,
-                   zone_mask=zone_mask, spec=spec)
+                   zone_mask=zone_mask, spec=spec, ln_gain=ln_gain)
 
 
 def recurrence_backward(
@@ -108,16 +116,8 @@ def recurrence_backward(
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
     ln_gain: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The contract's backward (fastgru.backends); outputs in buf's dtype, computed in float32."""
-    _refuse_layer_norm(ln_gain)
+) -> tuple[Tensor, ...]:
+    """The contract's backward (fastgru.backends); outputs in buf's dtype, computed in float32 (with ln_gain a
+    4th, dgh_pre)."""
     return backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, rec_mask=rec_mask, zone_mask=zone_mask,
-                    spec=spec)
-
-
-def _refuse_layer_norm(ln_gain: Tensor | None) -> None:
-    if ln_gain is not None:
-        raise RuntimeError(
-            "the Triton backend does not fuse the recurrent layer norm (ln_gain, LayerNormGRU) yet; "
-            "use backend='auto', which runs it in fastgru.backends.torch_loop on CUDA"
-        )
+                    spec=spec, ln_gain=ln_gain)

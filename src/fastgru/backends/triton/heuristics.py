@@ -14,6 +14,11 @@ Modes
   gate arithmetic. fp32 with TF32 allowed takes ``step`` there instead: cuBLAS follows torch's matmul
   flag, not cuDNN's, and the library never flips global flags; the step kernel's tl.dot does TF32 itself.
 
+Recurrent layer norm (``layer_norm=True``, LayerNormGRU): a norm reduces over whole rows, so every program
+owns all H units of its BLOCK_B rows (block_h >= H, n_h == 1: no grid barrier; persistent is then one
+program per batch block), which bounds H (``LN_MAX_H``; `supports_layer_norm`) and, by the register
+budget of the 3 (BLOCK_B, H) accumulators, BLOCK_B (``LN_TILE_ELEMS``).
+
 The thresholds below are first guesses made without a GPU (see DESIGN.md's probe numbers); they are the
 knobs a GPU session should tune. ``FASTGRU_TRITON_MODE=persistent|step|gemm`` forces a mode.
 """
@@ -29,6 +34,13 @@ REGISTER_BYTES = 112 * 1024  # ... and up to this together with the fp32 state t
 BROADCAST_ELEMS = 4096  # largest BLOCK_B x BLOCK_K x BLOCK_H product per gate of the non-dot path
 SINGLE_PROGRAM_MAX_H = 128  # small H: one program per batch block, no grid barrier at all
 LARGE_B, LARGE_H = 128, 1024  # "gemm" path from here on
+LN_MAX_H = 512  # largest hidden size the layer-norm kernels take (one program holds whole rows)
+LN_TILE_ELEMS = 8192  # layer norm: BLOCK_B x h_pad up to this (x3 fp32 accumulators), BLOCK_B >= the dot's 16
+
+
+def supports_layer_norm(H: int) -> bool:
+    """Whether the kernels fuse the recurrent layer norm at hidden size H (else: the torch loop)."""
+    return 1 <= H <= LN_MAX_H
 
 
 def next_pow2(n: int) -> int:
@@ -67,6 +79,7 @@ def make_plan(
     n_sm: int | None,
     interpret: bool,
     tf32: bool = False,
+    layer_norm: bool = False,
     **overrides,
 ) -> Plan:
     """Pick a plan for batch B, hidden size H, weight element size `elem_bytes`.
@@ -74,29 +87,36 @@ def make_plan(
     n_sm: streaming multiprocessors (None: unknown / interpreter). tf32: fp32 weights whose products
     may use TF32 (decides the large-batch path). Any Plan field may be overridden
     (tests use that to run every code path at small sizes; the interpreter accepts tiles < 16 for
-    tl.dot, a GPU does not); derived fields (n_b, n_h, ...) follow the overridden ones.
+    tl.dot, a GPU does not); derived fields (n_b, n_h, ...) follow the overridden ones. layer_norm: the
+    recurrent layer norm is fused (needs H <= LN_MAX_H; one program per row block, see above).
     """
     if B < 1 or H < 1:
         raise ValueError(f"batch and hidden size must be positive, got B={B}, H={H}")
+    if layer_norm and not supports_layer_norm(H):
+        raise ValueError(f"the Triton layer-norm kernels take H <= {LN_MAX_H}, got H={H} (use the torch loop)")
     mode = overrides.pop("mode", None) or os.environ.get("FASTGRU_TRITON_MODE") or None
     if mode is not None and mode not in MODES:
         raise ValueError(f"Triton mode must be one of {MODES}, got {mode!r} (FASTGRU_TRITON_MODE?)")
     use_dot = overrides.pop("use_dot", B > 2)
     min_tile = 16 if use_dot else 1  # tl.dot needs every dimension >= 16 on the GPU
     block_b = overrides.pop("block_b", None)
+    h_pad = max(min_tile, next_pow2(H))
     if block_b is None:
         block_b = min(64, max(min_tile, next_pow2(B))) if use_dot else next_pow2(B)
+        if layer_norm:
+            block_b = max(min_tile, min(block_b, LN_TILE_ELEMS // h_pad))
     n_b = cdiv(B, block_b)
-    h_pad = max(min_tile, next_pow2(H))
     block_h = overrides.pop("block_h", None)
     if block_h is None:
-        if H <= SINGLE_PROGRAM_MAX_H and B <= 16:
+        if layer_norm or (H <= SINGLE_PROGRAM_MAX_H and B <= 16):
             block_h = h_pad
         else:
             per_b = max(1, (n_sm or 132) // n_b)
             block_h = max(16 if use_dot else 8, next_pow2(cdiv(H, per_b)))
             block_h = min(block_h, h_pad)
     n_h = cdiv(H, block_h)
+    if layer_norm and n_h != 1:
+        raise ValueError(f"the layer norm needs block_h >= H (one program per row block), got block_h={block_h}, H={H}")
     resident = overrides.pop("resident", None)
     if resident is None:
         w_bytes = 3 * block_h * h_pad * elem_bytes

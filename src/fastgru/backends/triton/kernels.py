@@ -16,8 +16,9 @@ the kernel boundary does.
 
 Every step body is one `@triton.jit` function used by both kernels (`_fwd_ra_step`, `_fwd_rz_step` +
 `_fwd_n_step`, `_bwd_ra_gates`, `_bwd_rb_gates1` + `_bwd_rb_gates2` (both variants' gate gradients
-start with `_bwd_cell`), `_bwd_dh`). The cell options (recurrent dropout, zoneout, activations) live in
-these same bodies behind constexprs (see "cell options" below). The recurrent product comes from
+start with `_bwd_cell`), `_bwd_dh`). The cell options (recurrent dropout, zoneout, activations) and the
+recurrent layer norm live in these same bodies behind constexprs (see "cell options" and "layer norm"
+below). The recurrent product comes from
 `_product`, in one of three ways (constexpr MM):
   0  W_hh tile held in registers: loaded once per kernel (persistent: once per sequence),
   1  W_hh streamed from global memory (L2) in BLOCK_K chunks every step (W too big to hold),
@@ -38,6 +39,10 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
+
+from .. import LN_EPS as _LN_EPS
+
+LN_EPS = tl.constexpr(_LN_EPS)  # the layer norms' epsilon (fastgru.backends.LN_EPS)
 
 try:  # Triton >= 3.2
     INTERPRETED: bool = bool(triton.knobs.runtime.interpret)
@@ -365,6 +370,110 @@ def _gate(gi_ptr, t, s_gt, s_gb, k, H, rows, u, m2, a, b_ptr, umask, HAS_BIAS: t
                 hs_a, hs_b)
 
 
+# ------------------------------------------------------------------------------------ layer norm
+# LayerNormGRU's recurrent layer norm (LN constexpr; lg_ptr: its gain (3H,)), as torch_loop computes it:
+# reset_after=True normalises the 3H recurrent products of a row together, reset_after=False the r, z
+# block (2H) and the n block (H, the product with r * hm) separately; the gain multiplies the normalised
+# values before b_hh is added. A norm reduces over whole rows, so LN runs only with plans whose one program
+# covers all H units of its rows (n_h == 1, checked by heuristics.make_plan). Saved after the gates
+# (fastgru.backends.saved_width): xhat of the 3H products, then 2 rstd per row (the r,z block's / the whole
+# row's first, the n block's second; 0 there for reset_after=True). Backward writes dpre (T, B, 3H), the
+# gradient of the products before the norm, and the recurrent products of dh_prev read it instead of the
+# gate gradients.
+
+
+@triton.jit
+def _ln_at(H, RESET_AFTER: tl.constexpr):
+    """Offset of the saved xhat values in a saved row (fastgru.backends.layer_norm_offset)."""
+    if RESET_AFTER:
+        at = 4 * H
+    else:
+        at = 3 * H
+    return at
+
+
+@triton.jit
+def _width(H, RESET_AFTER: tl.constexpr, LN: tl.constexpr):
+    """Saved values per (t, b) (fastgru.backends.saved_width)."""
+    w = _ln_at(H, RESET_AFTER)
+    if LN:
+        w = w + 3 * H + 2
+    return w
+
+
+@triton.jit
+def _ln_rows(a0, a1, a2, NG: tl.constexpr, H, umask):
+    """Layer norm (no shift) of each row over the NG blocks a_k (BLOCK_B, BLOCK_H) (units past H left
+    out): returns the normalised blocks xhat_k (0 past H; blocks k >= NG meaningless) and rstd (BLOCK_B,)."""
+    keep = umask[None, :]
+    n = NG * H
+    s = tl.sum(tl.where(keep, a0, 0.0), axis=1)
+    if NG > 1:
+        s += tl.sum(tl.where(keep, a1, 0.0), axis=1)
+    if NG > 2:
+        s += tl.sum(tl.where(keep, a2, 0.0), axis=1)
+    mean = (s / n)[:, None]
+    d0 = tl.where(keep, a0 - mean, 0.0)
+    d1 = tl.where(keep, a1 - mean, 0.0)
+    d2 = tl.where(keep, a2 - mean, 0.0)
+    v = tl.sum(d0 * d0, axis=1)
+    if NG > 1:
+        v += tl.sum(d1 * d1, axis=1)
+    if NG > 2:
+        v += tl.sum(d2 * d2, axis=1)
+    rstd = 1.0 / tl.sqrt(v / n + LN_EPS)
+    return d0 * rstd[:, None], d1 * rstd[:, None], d2 * rstd[:, None], rstd
+
+
+@triton.jit
+def _ln_back(d0, d1, d2, x0, x1, x2, lg_ptr, G0: tl.constexpr, rstd, NG: tl.constexpr, H, u, umask):
+    """Backward of xhat * gain over the NG blocks (gain blocks G0, G0+1, ..): d_k, the gradients of the
+    gained values, become those of the products before the norm (x_k = xhat_k, 0 past H)."""
+    keep = umask[None, :]
+    n = NG * H
+    e0 = tl.where(keep, d0 * _bias(lg_ptr, G0, H, u, umask, True), 0.0)
+    m1 = tl.sum(e0, axis=1)
+    m2 = tl.sum(e0 * x0, axis=1)
+    e1 = e0
+    e2 = e0
+    if NG > 1:
+        e1 = tl.where(keep, d1 * _bias(lg_ptr, G0 + 1, H, u, umask, True), 0.0)
+        m1 += tl.sum(e1, axis=1)
+        m2 += tl.sum(e1 * x1, axis=1)
+    if NG > 2:
+        e2 = tl.where(keep, d2 * _bias(lg_ptr, G0 + 2, H, u, umask, True), 0.0)
+        m1 += tl.sum(e2, axis=1)
+        m2 += tl.sum(e2 * x2, axis=1)
+    m1 = (m1 / n)[:, None]
+    m2 = (m2 / n)[:, None]
+    r = rstd[:, None]
+    return r * (e0 - m1 - x0 * m2), r * (e1 - m1 - x1 * m2), r * (e2 - m1 - x2 * m2)
+
+
+@triton.jit
+def _gained(x, lg_ptr, k, H, u, umask):
+    """xhat * gain (block k of the gain) of this tile."""
+    return x * _bias(lg_ptr, k, H, u, umask, True)
+
+
+@triton.jit
+def _row_ptr(gates_ptr, width, t, B, rows):
+    """Start of each of this tile's saved rows of step t (BLOCK_B,)."""
+    return gates_ptr + t.to(tl.int64) * B * width + rows.to(tl.int64) * width
+
+
+@triton.jit
+def _saved(gp, off, m2):
+    """Saved values at gp + off (a tile of a saved row), as fp32."""
+    return tl.load(gp + off, mask=m2, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _dpre_tile(dpre_ptr, t, B, H, rows, u):
+    """Pointers of this tile's first block of dpre[t] (T, B, 3H)."""
+    return dpre_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
+
+
 # ------------------------------------------------------------------------------ forward step bodies
 
 
@@ -396,13 +505,14 @@ def _save_rzn(gates_ptr, width, t, B, H, rows, u, m2, r, z, n, EMU: tl.constexpr
 
 @triton.jit
 def _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                 rm_ptr, zm_ptr, zone_p, hs_a, hs_b, wt_r, wt_z, wt_n, gh_ptr,
+                 rm_ptr, zm_ptr, lg_ptr, zone_p, hs_a, hs_b, wt_r, wt_z, wt_n, gh_ptr,
                  REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr, RMASK: tl.constexpr,
-                 ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, SAVE: tl.constexpr,
+                 ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, LN: tl.constexpr, SAVE: tl.constexpr,
                  MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
                  BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
                  EMU: tl.constexpr):
-    """One reset_after=True step for this program's tile: buf[s_out] and gates[t] (r, z, n, W_hn hm + b_hn)."""
+    """One reset_after=True step for this program's tile: buf[s_out] and gates[t] (r, z, n, W_hn hm + b_hn;
+    with LN, the products are normalised over the row's 3H values first and xhat, rstd saved too)."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     st, r_in, r_out = _state_slots(i, T, buf_ptr, st_ptr, RING, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
@@ -417,6 +527,11 @@ def _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_p
         ar, az, an = _product(h_in, H, h_in, H, h_in, H, rm_ptr, w_ptr, H, rows, rmask, u, umask, wt_r, wt_z, wt_n,
                               3, 0, 1, 2, True, RMASK, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC,
                               EMU)
+    if LN:
+        xr, xz, xn, rstd = _ln_rows(ar, az, an, 3, H, umask)
+        ar = _gained(xr, lg_ptr, 0, H, u, umask)
+        az = _gained(xz, lg_ptr, 1, H, u, umask)
+        an = _gained(xn, lg_ptr, 2, H, u, umask)
     r = _gate(gi_ptr, t, s_gt, s_gb, 0, H, rows, u, m2, ar, b_ptr, umask, HAS_BIAS, GACT, hs_a, hs_b)
     z = _gate(gi_ptr, t, s_gt, s_gb, 1, H, rows, u, m2, az, b_ptr, umask, HAS_BIAS, GACT, hs_a, hs_b)
     hn = an + _bias(b_ptr, 2, H, u, umask, HAS_BIAS)
@@ -424,18 +539,27 @@ def _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_p
     _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, B, H, rows, rmask, u,
                  m2, HAS_LEN, RMASK, ZONE, RING, EMU)
     if SAVE:
-        gp = _save_rzn(gates_ptr, 4 * H, t, B, H, rows, u, m2, r, z, n, EMU)
+        width = _width(H, True, LN)
+        gp = _save_rzn(gates_ptr, width, t, B, H, rows, u, m2, r, z, n, EMU)
         _store(gp + 3 * H, hn, m2, EMU)
+        if LN:
+            _store(gp + 4 * H, xr, m2, EMU)
+            _store(gp + 5 * H, xz, m2, EMU)
+            _store(gp + 6 * H, xn, m2, EMU)
+            rp = _row_ptr(gates_ptr, width, t, B, rows) + 7 * H
+            _store(rp, rstd, rmask, EMU)
+            _store(rp + 1, rstd * 0.0, rmask, EMU)
 
 
 @triton.jit
-def _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, rm_ptr, hs_a, hs_b,
-                 wt_r, wt_z, gh_ptr,
+def _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, rh_ptr, rm_ptr, lg_ptr,
+                 hs_a, hs_b, wt_r, wt_z, gh_ptr,
                  REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, RMASK: tl.constexpr, GACT: tl.constexpr,
-                 MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr,
+                 LN: tl.constexpr, SAVE: tl.constexpr, MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr,
                  BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr,
                  PREC: tl.constexpr, EMU: tl.constexpr):
-    """First half of a reset_after=False step: r, z of this tile; publishes r * hm to rh (B, H)."""
+    """First half of a reset_after=False step: r, z of this tile; publishes r * hm to rh (B, H). With LN the
+    r, z products are normalised together (2H values per row) and their xhat, rstd saved here."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     st, r_in, r_out = _state_slots(i, T, buf_ptr, st_ptr, RING, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
@@ -449,6 +573,16 @@ def _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, 
         ar, az, _unused = _product(h_in, H, h_in, H, h_in, H, rm_ptr, w_ptr, H, rows, rmask, u, umask, wt_r, wt_z,
                                    wt_z, 2, 0, 1, 1, True, RMASK, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
                                    USE_DOT, PREC, EMU)
+    if LN:
+        xr, xz, _x, rstd = _ln_rows(ar, az, az, 2, H, umask)
+        ar = _gained(xr, lg_ptr, 0, H, u, umask)
+        az = _gained(xz, lg_ptr, 1, H, u, umask)
+        if SAVE:
+            width = _width(H, False, True)
+            gp = gates_ptr + t.to(tl.int64) * B * width + rows[:, None] * width + u[None, :]
+            _store(gp + 3 * H, xr, m2, EMU)
+            _store(gp + 4 * H, xz, m2, EMU)
+            _store(_row_ptr(gates_ptr, width, t, B, rows) + 6 * H, rstd, rmask, EMU)
     r = _gate(gi_ptr, t, s_gt, s_gb, 0, H, rows, u, m2, ar, b_ptr, umask, HAS_BIAS, GACT, hs_a, hs_b)
     z = _gate(gi_ptr, t, s_gt, s_gb, 1, H, rows, u, m2, az, b_ptr, umask, HAS_BIAS, GACT, hs_a, hs_b)
     hm = _masked(_own(st, r_in, B, H, rows, u, m2), rm_ptr, H, rows, u, m2, RMASK)
@@ -458,13 +592,14 @@ def _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, 
 
 @triton.jit
 def _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, wt_n, gh_ptr,
+                rm_ptr, zm_ptr, lg_ptr, zone_p, hs_a, hs_b, rh_ptr, wt_n, gh_ptr,
                 REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr, RMASK: tl.constexpr,
-                ZONE: tl.constexpr, CACT: tl.constexpr, SAVE: tl.constexpr,
+                ZONE: tl.constexpr, CACT: tl.constexpr, LN: tl.constexpr, SAVE: tl.constexpr,
                 MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
                 BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
                 EMU: tl.constexpr):
-    """Second half of a reset_after=False step: n = act(gi_n + W_hn (r*hm) + b_hn), then the new state."""
+    """Second half of a reset_after=False step: n = act(gi_n + W_hn (r*hm) + b_hn), then the new state (LN:
+    W_hn (r*hm) normalised over its H values per row, times the gain's n block)."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     st, r_in, r_out = _state_slots(i, T, buf_ptr, st_ptr, RING, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
@@ -475,11 +610,18 @@ def _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr
         an, _u1, _u2 = _product(rh_ptr, H, rh_ptr, H, rh_ptr, H, rh_ptr, w_ptr, H, rows, rmask, u, umask, wt_n, wt_n,
                                 wt_n, 1, 2, 2, 2, True, False, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
                                 USE_DOT, PREC, EMU)
+    if LN:
+        xn, _x1, _x2, rstd = _ln_rows(an, an, an, 1, H, umask)
+        an = _gained(xn, lg_ptr, 2, H, u, umask)
     n = _gate(gi_ptr, t, s_gt, s_gb, 2, H, rows, u, m2, an, b_ptr, umask, HAS_BIAS, CACT, hs_a, hs_b)
     _mix_and_put(n, z, t, st, r_in, s_out, r_out, buf_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, B, H, rows, rmask, u,
                  m2, HAS_LEN, RMASK, ZONE, RING, EMU)
     if SAVE:
-        _save_rzn(gates_ptr, 3 * H, t, B, H, rows, u, m2, r, z, n, EMU)
+        width = _width(H, False, LN)
+        gp = _save_rzn(gates_ptr, width, t, B, H, rows, u, m2, r, z, n, EMU)
+        if LN:
+            _store(gp + 5 * H, xn, m2, EMU)
+            _store(_row_ptr(gates_ptr, width, t, B, rows) + 6 * H + 1, rstd, rmask, EMU)
 
 
 # ----------------------------------------------------------------------------- backward step bodies
@@ -520,16 +662,18 @@ def _bwd_cell(i, dh, T, B, H, width, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, l
 
 
 @triton.jit
-def _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, hs_a,
-                  dgi_ptr, dghn_ptr, rec_ptr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr, RMASK: tl.constexpr,
-                  ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, STORE_REC: tl.constexpr,
-                  BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, EMU: tl.constexpr):
-    """reset_after=True: gate gradients of step t for this tile; returns the local part of dh_prev."""
-    t, rows, u, m2, gp, hm, dn, dz, carry = _bwd_cell(i, dh, T, B, H, 4 * H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr,
-                                                      len_ptr, rm_ptr, zm_ptr, zone_p, hs_a, REVERSE, HAS_LEN, RMASK,
-                                                      ZONE, GACT, CACT, BLOCK_B, BLOCK_H)
-    r = tl.load(gp, mask=m2, other=0.0).to(tl.float32)
-    hn = tl.load(gp + 3 * H, mask=m2, other=0.0).to(tl.float32)
+def _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr, lg_ptr, zone_p,
+                  hs_a, dgi_ptr, dghn_ptr, dpre_ptr, rec_ptr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr,
+                  RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, LN: tl.constexpr,
+                  STORE_REC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, EMU: tl.constexpr):
+    """reset_after=True: gate gradients of step t for this tile; returns the local part of dh_prev. With LN
+    also dpre[t], the gradient of the 3H products before the norm (what dh_prev's product reads)."""
+    width = _width(H, True, LN)
+    t, rows, u, m2, gp, hm, dn, dz, carry = _bwd_cell(i, dh, T, B, H, width, dbuf_ptr, s_dt, s_db, buf_ptr,
+                                                      gates_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, hs_a, REVERSE,
+                                                      HAS_LEN, RMASK, ZONE, GACT, CACT, BLOCK_B, BLOCK_H)
+    r = _saved(gp, 0, m2)
+    hn = _saved(gp, 3 * H, m2)
     dr = dn * hn * _act_grad(r, GACT, hs_a)
     dghn = dn * r
     op = dgi_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
@@ -537,77 +681,121 @@ def _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_
     _store(op + H, dz, m2, EMU)
     _store(op + 2 * H, dn, m2, EMU)
     _store(dghn_ptr + t.to(tl.int64) * B * H + rows[:, None] * H + u[None, :], dghn, m2, EMU)
-    if STORE_REC:  # operand of the cuBLAS GEMM dh_prev += [dr, dz, dn*r] @ W_hh
+    a0 = dr  # the gradients the recurrent products pair with: [dr, dz, dn*r], before the norm with LN
+    a1 = dz
+    a2 = dghn
+    if LN:
+        _r, rmask, _u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+        rstd = tl.load(_row_ptr(gates_ptr, width, t, B, rows) + 7 * H, mask=rmask, other=0.0).to(tl.float32)
+        a0, a1, a2 = _ln_back(dr, dz, dghn, _saved(gp, 4 * H, m2), _saved(gp, 5 * H, m2), _saved(gp, 6 * H, m2),
+                              lg_ptr, 0, rstd, 3, H, u, umask)
+        pp = _dpre_tile(dpre_ptr, t, B, H, rows, u)
+        _store(pp, a0, m2, EMU)
+        _store(pp + H, a1, m2, EMU)
+        _store(pp + 2 * H, a2, m2, EMU)
+    if STORE_REC:  # operand of the cuBLAS GEMM dh_prev += [a0, a1, a2] @ W_hh
         rp = rec_ptr + rows[:, None] * (3 * H) + u[None, :]
-        _store(rp, dr, m2, EMU)
-        _store(rp + H, dz, m2, EMU)
-        _store(rp + 2 * H, dghn, m2, EMU)
+        _store(rp, a0, m2, EMU)
+        _store(rp + H, a1, m2, EMU)
+        _store(rp + 2 * H, a2, m2, EMU)
     return carry
 
 
 @triton.jit
-def _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, hs_a,
-                   dgi_ptr, rec_ptr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr, RMASK: tl.constexpr,
-                   ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, STORE_REC: tl.constexpr,
-                   BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, EMU: tl.constexpr):
-    """reset_after=False, part 1: dz, dn of step t for this tile; returns the local part of dh_prev."""
-    t, rows, u, m2, gp, hm, dn, dz, carry = _bwd_cell(i, dh, T, B, H, 3 * H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr,
-                                                      len_ptr, rm_ptr, zm_ptr, zone_p, hs_a, REVERSE, HAS_LEN, RMASK,
-                                                      ZONE, GACT, CACT, BLOCK_B, BLOCK_H)
+def _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr, lg_ptr, zone_p,
+                   hs_a, dgi_ptr, dpre_ptr, rec_ptr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr,
+                   RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, LN: tl.constexpr,
+                   STORE_REC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, EMU: tl.constexpr):
+    """reset_after=False, part 1: dz, dn of step t for this tile (LN: and dpre[t]'s n block, dn through the
+    n block's norm); returns the local part of dh_prev."""
+    width = _width(H, False, LN)
+    t, rows, u, m2, gp, hm, dn, dz, carry = _bwd_cell(i, dh, T, B, H, width, dbuf_ptr, s_dt, s_db, buf_ptr,
+                                                      gates_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, hs_a, REVERSE,
+                                                      HAS_LEN, RMASK, ZONE, GACT, CACT, BLOCK_B, BLOCK_H)
     op = dgi_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :]
     _store(op + H, dz, m2, EMU)
     _store(op + 2 * H, dn, m2, EMU)
+    a_n = dn  # what W_hn's product pairs with
+    if LN:
+        _r, rmask, _u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
+        rstd = tl.load(_row_ptr(gates_ptr, width, t, B, rows) + 6 * H + 1, mask=rmask, other=0.0).to(tl.float32)
+        xn = _saved(gp, 5 * H, m2)
+        a_n, _a1, _a2 = _ln_back(dn, dn, dn, xn, xn, xn, lg_ptr, 2, rstd, 1, H, u, umask)
+        _store(_dpre_tile(dpre_ptr, t, B, H, rows, u) + 2 * H, a_n, m2, EMU)
     if STORE_REC:
         rp = rec_ptr + rows[:, None] * (3 * H) + u[None, :]
         _store(rp + H, dz, m2, EMU)
-        _store(rp + 2 * H, dn, m2, EMU)
+        _store(rp + 2 * H, a_n, m2, EMU)
     return carry
 
 
 @triton.jit
-def _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, rm_ptr, hs_a, dgi_ptr, w_ptr, wc_n, p_ptr, rec_ptr,
-                   REVERSE: tl.constexpr, RMASK: tl.constexpr, GACT: tl.constexpr, STORE_REC: tl.constexpr,
-                   MM: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
-                   BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
-    """reset_after=False, part 2: d(r*hm) = dn @ W_hn (all units' dn), then dr; adds d(r*hm) * r * rec_mask
-    to carry."""
+def _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, rm_ptr, lg_ptr, hs_a, dgi_ptr, dpre_ptr, w_ptr, wc_n, p_ptr,
+                   rec_ptr, REVERSE: tl.constexpr, RMASK: tl.constexpr, GACT: tl.constexpr, LN: tl.constexpr,
+                   STORE_REC: tl.constexpr, MM: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
+                   BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
+                   EMU: tl.constexpr):
+    """reset_after=False, part 2: d(r*hm) = dn @ W_hn (all units' dn; LN: dpre's n block), then dr; adds
+    d(r*hm) * r * rec_mask to carry. LN: dr, dz through the r, z block's norm into dpre[t]'s first 2H."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
     m2 = rmask[:, None] & umask[None, :]
     d = dgi_ptr + t.to(tl.int64) * B * (3 * H)
+    if LN:
+        dn_src = dpre_ptr + t.to(tl.int64) * B * (3 * H)
+    else:
+        dn_src = d
     if MM == 2:
         drh = tl.load(p_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
     else:
-        drh, _u1, _u2 = _product(d + 2 * H, 3 * H, d, 3 * H, d, 3 * H, d, w_ptr, H, rows, rmask, u, umask,
+        drh, _u1, _u2 = _product(dn_src + 2 * H, 3 * H, d, 3 * H, d, 3 * H, d, w_ptr, H, rows, rmask, u, umask,
                                  wc_n, wc_n, wc_n, 1, 2, 2, 2, False, False, True, MM, H_PAD, BLOCK_K, BLOCK_B,
                                  BLOCK_H, USE_DOT, PREC, EMU)
     hm = _masked(_own(buf_ptr, s_in, B, H, rows, u, m2), rm_ptr, H, rows, u, m2, RMASK)
-    r = tl.load(gates_ptr + t.to(tl.int64) * B * (3 * H) + rows[:, None] * (3 * H) + u[None, :], mask=m2,
-                other=0.0).to(tl.float32)
+    width = _width(H, False, LN)
+    gp = gates_ptr + t.to(tl.int64) * B * width + rows[:, None] * width + u[None, :]
+    r = _saved(gp, 0, m2)
     dr = drh * hm * _act_grad(r, GACT, hs_a)
     _store(d + rows[:, None] * (3 * H) + u[None, :], dr, m2, EMU)
+    a_r = dr  # what W_hr's product pairs with (W_hz's: dz, or with LN its pre-norm gradient)
+    if LN:
+        dz = tl.load(d + rows[:, None] * (3 * H) + H + u[None, :], mask=m2, other=0.0).to(tl.float32)
+        rstd = tl.load(_row_ptr(gates_ptr, width, t, B, rows) + 6 * H, mask=rmask, other=0.0).to(tl.float32)
+        a_r, a_z, _a2 = _ln_back(dr, dz, dz, _saved(gp, 3 * H, m2), _saved(gp, 4 * H, m2), _saved(gp, 4 * H, m2),
+                                 lg_ptr, 0, rstd, 2, H, u, umask)
+        pp = _dpre_tile(dpre_ptr, t, B, H, rows, u)
+        _store(pp, a_r, m2, EMU)
+        _store(pp + H, a_z, m2, EMU)
+        if STORE_REC:
+            _store(rec_ptr + rows[:, None] * (3 * H) + H + u[None, :], a_z, m2, EMU)
     if STORE_REC:
-        _store(rec_ptr + rows[:, None] * (3 * H) + u[None, :], dr, m2, EMU)
+        _store(rec_ptr + rows[:, None] * (3 * H) + u[None, :], a_r, m2, EMU)
     return carry + _masked(drh * r, rm_ptr, H, rows, u, m2, RMASK)
 
 
 @triton.jit
-def _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, rm_ptr, w_ptr, wc_r, wc_z, wc_n, p_ptr,
-            RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, RMASK: tl.constexpr, MM: tl.constexpr,
+def _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, dpre_ptr, rm_ptr, w_ptr, wc_r, wc_z, wc_n, p_ptr,
+            RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, RMASK: tl.constexpr, LN: tl.constexpr, MM: tl.constexpr,
             H_PAD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
             USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
     """dh_prev of this tile = carry + rec_mask * (dG_t @ W_hh[:, own units]) (dG of all units, written by
-    all programs)."""
+    all programs: the gate gradients, or with LN dpre, their values before the norm)."""
     t, s_in, s_out = _slots(i, T, REVERSE)
     rows, rmask, u, umask = _tile(B, H, BLOCK_B, BLOCK_H)
     m2 = rmask[:, None] & umask[None, :]
     if MM == 2:
         prod = tl.load(p_ptr + rows[:, None] * H + u[None, :], mask=m2, other=0.0).to(tl.float32)
     else:
-        d = dgi_ptr + t.to(tl.int64) * B * (3 * H)
-        if RESET_AFTER:
+        if LN:
+            d = dpre_ptr + t.to(tl.int64) * B * (3 * H)
+            dn_src = d + 2 * H
+            dn_stride = 3 * H
+        else:
+            d = dgi_ptr + t.to(tl.int64) * B * (3 * H)
             dn_src = dghn_ptr + t.to(tl.int64) * B * H
-            a0, a1, a2 = _product(d, 3 * H, d + H, 3 * H, dn_src, H, d, w_ptr, H, rows, rmask, u, umask,
+            dn_stride = H
+        if RESET_AFTER:
+            a0, a1, a2 = _product(d, 3 * H, d + H, 3 * H, dn_src, dn_stride, d, w_ptr, H, rows, rmask, u, umask,
                                   wc_r, wc_z, wc_n, 3, 0, 1, 2, False, False, True, MM, H_PAD, BLOCK_K, BLOCK_B,
                                   BLOCK_H, USE_DOT, PREC, EMU)
         else:
@@ -621,17 +809,19 @@ def _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, rm_ptr, w_ptr, wc_r, wc_z, wc_
 # ---------------------------------------------------------------------------------------- kernels
 # Step indices and T are never specialised: Triton would turn a value of 1 into a compile-time constant
 # (and recompile), and the bodies call .to(tl.int64) on values derived from them. The cell-option
-# arguments (rm_ptr, zm_ptr, zone_p, hs_a, hs_b; RMASK, ZONE, GACT, CACT) are described above.
+# arguments (rm_ptr, zm_ptr, zone_p, hs_a, hs_b; RMASK, ZONE, GACT, CACT) and the layer norm's (lg_ptr, LN;
+# backward: dpre_ptr) are described above.
 
 
 @triton.jit(do_not_specialize=["T"])
 def fwd_persistent_kernel(gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                          rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, cnt_ptr, T, B, H,
+                          rm_ptr, zm_ptr, lg_ptr, zone_p, hs_a, hs_b, rh_ptr, cnt_ptr, T, B, H,
                           RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr,
                           HAS_LEN: tl.constexpr, RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr,
-                          CACT: tl.constexpr, SAVE: tl.constexpr, SYNC: tl.constexpr, MM: tl.constexpr,
-                          RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
-                          BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
+                          CACT: tl.constexpr, LN: tl.constexpr, SAVE: tl.constexpr, SYNC: tl.constexpr,
+                          MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
+                          BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
+                          EMU: tl.constexpr):
     """Whole sequence in one launch; W_hh slice loaded once (MM=0); grid barrier after each exchange."""
     n_h = tl.num_programs(0)
     cnt = cnt_ptr + tl.program_id(1)  # one counter per batch block: only its programs exchange data
@@ -645,27 +835,28 @@ def fwd_persistent_kernel(gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr,
     for i in range(T):
         if RESET_AFTER:
             _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                         rm_ptr, zm_ptr, zone_p, hs_a, hs_b, wt_r, wt_z, wt_n, gi_ptr, REVERSE, HAS_BIAS, HAS_LEN,
-                         RMASK, ZONE, GACT, CACT, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC,
-                         EMU)
+                         rm_ptr, zm_ptr, lg_ptr, zone_p, hs_a, hs_b, wt_r, wt_z, wt_n, gi_ptr, REVERSE, HAS_BIAS,
+                         HAS_LEN, RMASK, ZONE, GACT, CACT, LN, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
+                         USE_DOT, PREC, EMU)
             _sync(cnt, (i + 1) * n_h, SYNC)
         else:
-            r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, rm_ptr, hs_a,
-                                hs_b, wt_r, wt_z, gi_ptr, REVERSE, HAS_BIAS, RMASK, GACT, MM, RING, H_PAD, BLOCK_K,
-                                BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+            r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, rh_ptr,
+                                rm_ptr, lg_ptr, hs_a, hs_b, wt_r, wt_z, gi_ptr, REVERSE, HAS_BIAS, RMASK, GACT, LN,
+                                SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
             _sync(cnt, (2 * i + 1) * n_h, SYNC)
             _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                        rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, wt_n, gi_ptr, REVERSE, HAS_BIAS, HAS_LEN,
-                        RMASK, ZONE, CACT, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+                        rm_ptr, zm_ptr, lg_ptr, zone_p, hs_a, hs_b, rh_ptr, wt_n, gi_ptr, REVERSE, HAS_BIAS,
+                        HAS_LEN, RMASK, ZONE, CACT, LN, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT,
+                        PREC, EMU)
             _sync(cnt, (2 * i + 2) * n_h, SYNC)
 
 
 @triton.jit(do_not_specialize=["i", "T"])
 def fwd_step_kernel(i, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                    rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, rz_ptr, gh_ptr, T, B, H,
+                    rm_ptr, zm_ptr, lg_ptr, zone_p, hs_a, hs_b, rh_ptr, rz_ptr, gh_ptr, T, B, H,
                     PHASE: tl.constexpr, REVERSE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LEN: tl.constexpr,
                     RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr,
-                    SAVE: tl.constexpr, MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr,
+                    LN: tl.constexpr, SAVE: tl.constexpr, MM: tl.constexpr, RING: tl.constexpr, H_PAD: tl.constexpr,
                     BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
                     USE_DOT: tl.constexpr, PREC: tl.constexpr, EMU: tl.constexpr):
     """One step (PHASE 0: reset_after=True) or one half step (PHASE 1 / 2: reset_after=False) per launch.
@@ -682,12 +873,13 @@ def fwd_step_kernel(i, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_
         wt_n = 0.0
     if PHASE == 0:
         _fwd_ra_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                     rm_ptr, zm_ptr, zone_p, hs_a, hs_b, wt_r, wt_z, wt_n, gh_ptr, REVERSE, HAS_BIAS, HAS_LEN,
-                     RMASK, ZONE, GACT, CACT, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+                     rm_ptr, zm_ptr, lg_ptr, zone_p, hs_a, hs_b, wt_r, wt_z, wt_n, gh_ptr, REVERSE, HAS_BIAS,
+                     HAS_LEN, RMASK, ZONE, GACT, CACT, LN, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT,
+                     PREC, EMU)
     elif PHASE == 1:
-        r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, w_ptr, b_ptr, rh_ptr, rm_ptr, hs_a,
-                            hs_b, wt_r, wt_z, gh_ptr, REVERSE, HAS_BIAS, RMASK, GACT, MM, RING, H_PAD, BLOCK_K,
-                            BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+        r, z = _fwd_rz_step(i, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, rh_ptr,
+                            rm_ptr, lg_ptr, hs_a, hs_b, wt_r, wt_z, gh_ptr, REVERSE, HAS_BIAS, RMASK, GACT, LN, SAVE,
+                            MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
         zp = rz_ptr + rows[:, None] * (2 * H) + u[None, :]
         tl.store(zp, r, mask=m2)
         tl.store(zp + H, z, mask=m2)
@@ -696,8 +888,9 @@ def fwd_step_kernel(i, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_
         r = tl.load(zp, mask=m2, other=0.0)
         z = tl.load(zp + H, mask=m2, other=0.0)
         _fwd_n_step(i, r, z, T, B, H, gi_ptr, s_gt, s_gb, buf_ptr, st_ptr, gates_ptr, w_ptr, b_ptr, len_ptr,
-                    rm_ptr, zm_ptr, zone_p, hs_a, hs_b, rh_ptr, wt_n, gh_ptr, REVERSE, HAS_BIAS, HAS_LEN,
-                    RMASK, ZONE, CACT, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+                    rm_ptr, zm_ptr, lg_ptr, zone_p, hs_a, hs_b, rh_ptr, wt_n, gh_ptr, REVERSE, HAS_BIAS,
+                    HAS_LEN, RMASK, ZONE, CACT, LN, SAVE, MM, RING, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC,
+                    EMU)
 
 
 @triton.jit
@@ -709,10 +902,11 @@ def _dh0(dh, dbuf_ptr, s_dt, s_db, dh0_ptr, T, H, rows, u, m2, REVERSE: tl.const
 
 
 @triton.jit(do_not_specialize=["T"])
-def bwd_persistent_kernel(dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, rm_ptr, zm_ptr, zone_p, hs_a,
-                          dgi_ptr, dghn_ptr, dh0_ptr, cnt_ptr, T, B, H,
+def bwd_persistent_kernel(dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, rm_ptr, zm_ptr, lg_ptr, zone_p,
+                          hs_a, dgi_ptr, dghn_ptr, dh0_ptr, dpre_ptr, cnt_ptr, T, B, H,
                           RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr,
                           RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr,
+                          LN: tl.constexpr,
                           SYNC: tl.constexpr, MM: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
                           BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr,
                           PREC: tl.constexpr, EMU: tl.constexpr):
@@ -732,29 +926,29 @@ def bwd_persistent_kernel(dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_p
         i = T - 1 - j
         if RESET_AFTER:
             carry = _bwd_ra_gates(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr,
-                                  zone_p, hs_a, dgi_ptr, dghn_ptr, dgi_ptr, REVERSE, HAS_LEN, RMASK, ZONE, GACT, CACT,
-                                  False, BLOCK_B, BLOCK_H, EMU)
+                                  lg_ptr, zone_p, hs_a, dgi_ptr, dghn_ptr, dpre_ptr, dgi_ptr, REVERSE, HAS_LEN, RMASK,
+                                  ZONE, GACT, CACT, LN, False, BLOCK_B, BLOCK_H, EMU)
             _sync(cnt, (j + 1) * n_h, SYNC)
         else:
             carry = _bwd_rb_gates1(i, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr, zm_ptr,
-                                   zone_p, hs_a, dgi_ptr, dgi_ptr, REVERSE, HAS_LEN, RMASK, ZONE, GACT, CACT, False,
-                                   BLOCK_B, BLOCK_H, EMU)
+                                   lg_ptr, zone_p, hs_a, dgi_ptr, dpre_ptr, dgi_ptr, REVERSE, HAS_LEN, RMASK, ZONE,
+                                   GACT, CACT, LN, False, BLOCK_B, BLOCK_H, EMU)
             _sync(cnt, (2 * j + 1) * n_h, SYNC)
-            carry = _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, rm_ptr, hs_a, dgi_ptr, w_ptr, wc_n, dgi_ptr,
-                                   dgi_ptr, REVERSE, RMASK, GACT, False, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
-                                   USE_DOT, PREC, EMU)
+            carry = _bwd_rb_gates2(i, carry, T, B, H, buf_ptr, gates_ptr, rm_ptr, lg_ptr, hs_a, dgi_ptr, dpre_ptr,
+                                   w_ptr, wc_n, dgi_ptr, dgi_ptr, REVERSE, RMASK, GACT, LN, False, MM, H_PAD, BLOCK_K,
+                                   BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
             _sync(cnt, (2 * j + 2) * n_h, SYNC)
-        dh = _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, rm_ptr, w_ptr, wc_r, wc_z, wc_n, dgi_ptr, RESET_AFTER,
-                     REVERSE, RMASK, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
+        dh = _bwd_dh(i, carry, T, B, H, dgi_ptr, dghn_ptr, dpre_ptr, rm_ptr, w_ptr, wc_r, wc_z, wc_n, dgi_ptr,
+                     RESET_AFTER, REVERSE, RMASK, LN, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
     _dh0(dh, dbuf_ptr, s_dt, s_db, dh0_ptr, T, H, rows, u, m2, REVERSE, EMU)
 
 
 @triton.jit(do_not_specialize=["i_dh", "i_g", "T"])
-def bwd_step_kernel(i_dh, i_g, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, rm_ptr, zm_ptr, zone_p,
-                    hs_a, dgi_ptr, dghn_ptr, dh0_ptr, c_in_ptr, c_out_ptr, p_ptr, rec_ptr, T, B, H,
+def bwd_step_kernel(i_dh, i_g, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, len_ptr, rm_ptr, zm_ptr, lg_ptr,
+                    zone_p, hs_a, dgi_ptr, dghn_ptr, dh0_ptr, dpre_ptr, c_in_ptr, c_out_ptr, p_ptr, rec_ptr, T, B, H,
                     PHASE: tl.constexpr, HAS_DH: tl.constexpr, HAS_G: tl.constexpr,
                     RESET_AFTER: tl.constexpr, REVERSE: tl.constexpr, HAS_LEN: tl.constexpr,
-                    RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr,
+                    RMASK: tl.constexpr, ZONE: tl.constexpr, GACT: tl.constexpr, CACT: tl.constexpr, LN: tl.constexpr,
                     MM: tl.constexpr, STORE_REC: tl.constexpr, H_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
                     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, USE_DOT: tl.constexpr, PREC: tl.constexpr,
                     EMU: tl.constexpr):
@@ -774,25 +968,25 @@ def bwd_step_kernel(i_dh, i_g, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, w_ptr, 
         wc_n = 0.0
     if PHASE == 1:
         carry = tl.load(c_in_ptr + own, mask=m2, other=0.0)
-        carry = _bwd_rb_gates2(i_g, carry, T, B, H, buf_ptr, gates_ptr, rm_ptr, hs_a, dgi_ptr, w_ptr, wc_n, p_ptr,
-                               rec_ptr, REVERSE, RMASK, GACT, STORE_REC, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H, USE_DOT,
-                               PREC, EMU)
+        carry = _bwd_rb_gates2(i_g, carry, T, B, H, buf_ptr, gates_ptr, rm_ptr, lg_ptr, hs_a, dgi_ptr, dpre_ptr, w_ptr,
+                               wc_n, p_ptr, rec_ptr, REVERSE, RMASK, GACT, LN, STORE_REC, MM, H_PAD, BLOCK_K, BLOCK_B,
+                               BLOCK_H, USE_DOT, PREC, EMU)
         tl.store(c_out_ptr + own, carry, mask=m2)
     else:
         dh = tl.zeros((BLOCK_B, BLOCK_H), tl.float32)
         if HAS_DH:
-            dh = _bwd_dh(i_dh, tl.load(c_in_ptr + own, mask=m2, other=0.0), T, B, H, dgi_ptr, dghn_ptr, rm_ptr, w_ptr,
-                         wc_r, wc_z, wc_n, p_ptr, RESET_AFTER, REVERSE, RMASK, MM, H_PAD, BLOCK_K, BLOCK_B, BLOCK_H,
-                         USE_DOT, PREC, EMU)
+            dh = _bwd_dh(i_dh, tl.load(c_in_ptr + own, mask=m2, other=0.0), T, B, H, dgi_ptr, dghn_ptr, dpre_ptr,
+                         rm_ptr, w_ptr, wc_r, wc_z, wc_n, p_ptr, RESET_AFTER, REVERSE, RMASK, LN, MM, H_PAD, BLOCK_K,
+                         BLOCK_B, BLOCK_H, USE_DOT, PREC, EMU)
         if HAS_G:
             if RESET_AFTER:
                 carry = _bwd_ra_gates(i_g, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr,
-                                      zm_ptr, zone_p, hs_a, dgi_ptr, dghn_ptr, rec_ptr, REVERSE, HAS_LEN, RMASK, ZONE,
-                                      GACT, CACT, STORE_REC, BLOCK_B, BLOCK_H, EMU)
+                                      zm_ptr, lg_ptr, zone_p, hs_a, dgi_ptr, dghn_ptr, dpre_ptr, rec_ptr, REVERSE,
+                                      HAS_LEN, RMASK, ZONE, GACT, CACT, LN, STORE_REC, BLOCK_B, BLOCK_H, EMU)
             else:
                 carry = _bwd_rb_gates1(i_g, dh, T, B, H, dbuf_ptr, s_dt, s_db, buf_ptr, gates_ptr, len_ptr, rm_ptr,
-                                       zm_ptr, zone_p, hs_a, dgi_ptr, rec_ptr, REVERSE, HAS_LEN, RMASK, ZONE, GACT,
-                                       CACT, STORE_REC, BLOCK_B, BLOCK_H, EMU)
+                                       zm_ptr, lg_ptr, zone_p, hs_a, dgi_ptr, dpre_ptr, rec_ptr, REVERSE, HAS_LEN,
+                                       RMASK, ZONE, GACT, CACT, LN, STORE_REC, BLOCK_B, BLOCK_H, EMU)
             tl.store(c_out_ptr + own, carry, mask=m2)
         else:
             _dh0(dh, dbuf_ptr, s_dt, s_db, dh0_ptr, T, H, rows, u, m2, REVERSE, EMU)

@@ -1,8 +1,9 @@
 """Host side of the Triton backend: validate, allocate, pick a plan, launch the kernels.
 
 `forward` / `backward` implement the backend contract (see fastgru.backends), cell options included
-(rec_mask, zone_mask, spec; not the layer norm), and take an optional `plan` (tests force every mode
-and tile shape with it; users get `heuristics.make_plan`'s choice).
+(rec_mask, zone_mask, spec, and the recurrent layer norm ln_gain up to heuristics.LN_MAX_H units), and take
+an optional `plan` (tests force every mode and tile shape with it; users get `heuristics.make_plan`'s
+choice; with ln_gain the plan must have one program per row block, n_h == 1).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import torch
 from torch import Tensor
 
-from .. import PLAIN, CellSpec
+from .. import PLAIN, CellSpec, saved_width
 from . import kernels as K
 from .heuristics import Plan, make_plan
 
@@ -70,14 +71,15 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def plan_for(B: int, H: int, w_dtype: torch.dtype, device: torch.device, **overrides) -> Plan:
+def plan_for(B: int, H: int, w_dtype: torch.dtype, device: torch.device, layer_norm: bool = False,
+             **overrides) -> Plan:
     """The launch plan `forward`/`backward` use for this problem (overrides: any Plan field)."""
     n_sm = None
     if device.type == "cuda" and not interpreting():
         n_sm = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
     elem = torch.empty((), dtype=w_dtype).element_size()
     tf32 = w_dtype == torch.float32 and allow_tf32()
-    return make_plan(B, H, elem, n_sm, interpreting(), tf32=tf32, **overrides)
+    return make_plan(B, H, elem, n_sm, interpreting(), tf32=tf32, layer_norm=layer_norm, **overrides)
 
 
 @contextlib.contextmanager
@@ -159,14 +161,33 @@ def _check_cell_options(rec_mask: Tensor | None, zone_mask: Tensor | None, spec:
             None if zone_mask is None else zone_mask.contiguous().view(torch.uint8))
 
 
-def _cell_args(rec_mask: Tensor | None, zone_mask: Tensor | None, spec: CellSpec, dummy: Tensor) -> tuple[tuple, dict]:
-    """The kernels' cell-option arguments (rm_ptr, zm_ptr, zone_p, hs_a, hs_b) and constexprs (RMASK, ZONE:
-    0 none / 1 keep-mask / 2 eval probability, GACT, CACT); see kernels.py."""
+def _check_ln(ln_gain: Tensor | None, H: int, plan: Plan, device: torch.device) -> Tensor | None:
+    """Validated, contiguous layer-norm gain; the plan must give one program all H units of its rows."""
+    if ln_gain is None:
+        return None
+    if tuple(ln_gain.shape) != (3 * H,):
+        raise ValueError(f"ln_gain must be (3H,) = ({3 * H},), got {tuple(ln_gain.shape)}")
+    _check_float("ln_gain", ln_gain)
+    if ln_gain.device != device:
+        raise ValueError(f"ln_gain is on {ln_gain.device} but the recurrence runs on {device}")
+    if plan.n_h != 1:
+        raise ValueError(
+            f"the recurrent layer norm needs a plan whose programs cover all H = {H} units of their rows "
+            f"(block_h >= H, n_h == 1), got block_h={plan.block_h}, n_h={plan.n_h}"
+        )
+    return ln_gain.contiguous()
+
+
+def _cell_args(rec_mask: Tensor | None, zone_mask: Tensor | None, spec: CellSpec, ln_gain: Tensor | None,
+               dummy: Tensor) -> tuple[tuple, dict]:
+    """The kernels' cell-option arguments (rm_ptr, zm_ptr, lg_ptr, zone_p, hs_a, hs_b) and constexprs (RMASK,
+    ZONE: 0 none / 1 keep-mask / 2 eval probability, GACT, CACT, LN); see kernels.py."""
     zone = 1 if zone_mask is not None else (2 if spec.zoneout > 0 else 0)
     args = (dummy if rec_mask is None else rec_mask, dummy if zone_mask is None else zone_mask,
+            dummy if ln_gain is None else ln_gain,
             float(spec.zoneout), float(spec.hard_sigmoid_alpha), float(spec.hard_sigmoid_beta))
     consts = dict(RMASK=rec_mask is not None, ZONE=zone, GACT=spec.gate_activation_id,
-                  CACT=spec.candidate_activation_id)
+                  CACT=spec.candidate_activation_id, LN=ln_gain is not None)
     return args, consts
 
 
@@ -192,6 +213,7 @@ def forward(
     rec_mask: Tensor | None = None,
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
+    ln_gain: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Contract `recurrence_forward`. buf and gates have gi's dtype (the recurrence itself runs in fp32)."""
     T, B, H = _check_forward(gi, h0, w_hh, b_hh)
@@ -207,19 +229,20 @@ def forward(
     dt = gi.dtype
     buf = _new(T + 1, B, H, device=dev, dtype=dt)
     buf[T if reverse else 0] = h0
-    n_gates = 4 if reset_after else 3
+    ln = ln_gain is not None
     gates = torch.empty(0, device=dev, dtype=dt)
     if save:
-        gates = _new(T, B, n_gates * H, device=dev, dtype=GATES_DTYPE or dt)
+        gates = _new(T, B, saved_width(reset_after, ln, H), device=dev, dtype=GATES_DTYPE or dt)
     if T == 0:
         return buf, gates
-    plan = plan or plan_for(B, H, w.dtype, dev)
+    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln)
+    ln_gain = _check_ln(ln_gain, H, plan, dev)
     ring = dt != f32  # half outputs: the fp32 state travels through a 2-slot ring beside buf
     st = _new(2, B, H, device=dev, dtype=f32) if ring else buf
     if ring:
         st[0] = h0
     dummy = st
-    cell, cell_consts = _cell_args(rec_mask, zone_mask, spec, dummy)
+    cell, cell_consts = _cell_args(rec_mask, zone_mask, spec, ln_gain, dummy)
     common = dict(
         REVERSE=reverse, HAS_BIAS=b is not None, HAS_LEN=lengths is not None, SAVE=save, RING=ring,
         BLOCK_K=plan.block_k, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad,
@@ -306,8 +329,10 @@ def backward(
     rec_mask: Tensor | None = None,
     zone_mask: Tensor | None = None,
     spec: CellSpec = PLAIN,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Contract `recurrence_backward`. dgi, dgh_n and dh0 have buf's dtype; dh is carried in fp32."""
+    ln_gain: Tensor | None = None,
+) -> tuple[Tensor, ...]:
+    """Contract `recurrence_backward`. dgi, dgh_n and dh0 (with ln_gain also dgh_pre) have buf's dtype; dh is
+    carried in fp32. The gain's gradient is left to the caller (summed from the saved xhat)."""
     if buf.dim() != 3:
         raise ValueError(f"buf must be (T+1, B, H), got shape {tuple(buf.shape)}")
     T, B, H = buf.shape[0] - 1, buf.shape[1], buf.shape[2]
@@ -315,11 +340,13 @@ def backward(
         raise ValueError(f"dbuf must have buf's shape {tuple(buf.shape)}, got {tuple(dbuf.shape)}")
     if tuple(w_hh.shape) != (3 * H, H):
         raise ValueError(f"w_hh must be (3H, H) = ({3 * H}, {H}), got {tuple(w_hh.shape)}")
-    n_gates = 4 if reset_after else 3
-    if T > 0 and tuple(gates.shape) != (T, B, n_gates * H):
+    ln = ln_gain is not None
+    width = saved_width(reset_after, ln, H)
+    if T > 0 and tuple(gates.shape) != (T, B, width):
         raise ValueError(
-            f"gates must be (T, B, {n_gates}H) = ({T}, {B}, {n_gates * H}) for reset_after={reset_after} "
-            f"(did the forward run with save=True?), got {tuple(gates.shape)}"
+            f"gates must be (T, B, {width}) for reset_after={reset_after}, H={H}"
+            f"{' with the layer norm' if ln else ''} (did the forward run with save=True"
+            f"{', the same ln_gain' if ln else ''}?), got {tuple(gates.shape)}"
         )
     for name, t in (("dbuf", dbuf), ("buf", buf), ("gates", gates), ("w_hh", w_hh)):
         _check_float(name, t)
@@ -338,12 +365,15 @@ def backward(
     dgi = _new(T, B, 3 * H, device=dev, dtype=dt)
     dgh_n = _new(T, B, H, device=dev, dtype=dt) if reset_after else torch.empty(0, device=dev, dtype=dt)
     dh0 = _new(B, H, device=dev, dtype=dt)
+    dpre = _new(T, B, 3 * H, device=dev, dtype=dt) if ln else None
+    outs = (dgi, dgh_n, dh0) + ((dpre,) if ln else ())
     if T == 0:
         dh0.copy_(dbuf[0])
-        return dgi, dgh_n, dh0
-    plan = plan or plan_for(B, H, w.dtype, dev)
+        return outs
+    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln)
+    ln_gain = _check_ln(ln_gain, H, plan, dev)
     dummy = buf
-    cell, cell_consts = _cell_args(rec_mask, zone_mask, spec, dummy)
+    cell, cell_consts = _cell_args(rec_mask, zone_mask, spec, ln_gain, dummy)
     common = dict(
         RESET_AFTER=reset_after, REVERSE=reverse, HAS_LEN=lengths is not None,
         BLOCK_K=plan.block_k, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad,
@@ -351,7 +381,8 @@ def backward(
         num_warps=plan.num_warps, **cell_consts,
     )
     ptrs = (dbuf, dbuf.stride(0), dbuf.stride(1), buf, gates, w, lengths if lengths is not None else dummy,
-            *cell[:4], dgi, dgh_n if reset_after else dummy, dh0)  # (the backward needs no hard-sigmoid offset)
+            *cell[:5], dgi, dgh_n if reset_after else dummy, dh0,  # (the backward needs no hard-sigmoid offset)
+            dpre if ln else dummy)
     grid = plan.grid
     with _on_device(dev):
         if plan.mode == "persistent":
@@ -361,7 +392,7 @@ def backward(
         else:
             mm = 2 if plan.mode == "gemm" else (0 if plan.resident else 1)
             _backward_steps(ptrs, grid, common, T, B, H, reset_after, mm, w, dev, dummy)
-    return dgi, dgh_n, dh0
+    return outs
 
 
 def _backward_steps(ptrs, grid, common, T, B, H, reset_after, mm, w, dev, dummy) -> None:

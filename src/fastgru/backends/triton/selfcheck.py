@@ -2,7 +2,8 @@
 
 For random shapes, every mode the device allows (persistent with several programs and the grid
 barrier, per-step, gemm), both variants, lengths and reverse, fp32 (TF32 off), bf16 and fp16, half of
-the cases with random cell options (recurrent dropout, zoneout mask or eval probability, activations): the
+the cases with random cell options (recurrent dropout, zoneout mask or eval probability, activations), a
+third with the recurrent layer norm (a random gain; H <= LN_MAX_H, one program per row block): the
 contract outputs are compared with fastgru.backends.torch_loop run in float64 on the same (rounded)
 values, with NaN-poisoned outputs (an unwritten element fails the check) and a second identical run
 that must match bit for bit (a race would show). Exits 1 on any failure, 0 otherwise; prints one
@@ -42,7 +43,8 @@ def random_cell_options(gen: torch.Generator, T: int, B: int, H: int, dtype: tor
 
 
 def check_case(T: int, B: int, H: int, dtype: torch.dtype, reset_after: bool, reverse: bool, lengths: bool,
-               device: torch.device, cell: bool = False, **plan_overrides) -> tuple[bool, str]:
+               device: torch.device, cell: bool = False, layer_norm: bool = False,
+               **plan_overrides) -> tuple[bool, str]:
     gen = torch.Generator(device="cpu").manual_seed(random.randrange(2**31))
     gi = torch.randn(T, B, 3 * H, generator=gen).to(device, dtype)
     h0 = torch.randn(B, H, generator=gen).to(device, dtype)
@@ -51,13 +53,15 @@ def check_case(T: int, B: int, H: int, dtype: torch.dtype, reset_after: bool, re
     L = torch.randint(0, T + 1, (B,), generator=gen).to(device) if lengths else None
     dbuf = torch.randn(T + 1, B, H, generator=gen).to(device, dtype)
     opts = random_cell_options(gen, T, B, H, dtype, device) if cell else {}
-    plan = launch.plan_for(B, H, dtype, device, **plan_overrides)
+    if layer_norm:
+        opts["ln_gain"] = (0.5 + torch.rand(3 * H, generator=gen)).to(device, dtype)
+    plan = launch.plan_for(B, H, dtype, device, layer_norm=layer_norm, **plan_overrides)
     runs = []
     for _ in range(2):
         buf, gates = launch.forward(gi, h0, w, b, L, reset_after, reverse, True, plan=plan, **opts)
         runs.append([buf, gates, *launch.backward(dbuf, buf, gates, w, L, reset_after, reverse, plan=plan, **opts)])
     d = torch.float64
-    ref_opts = dict(opts, rec_mask=opts["rec_mask"].to(d)) if cell else {}
+    ref_opts = {k: v.to(d) if k in ("rec_mask", "ln_gain") else v for k, v in opts.items()}
     rbuf, rgates = torch_loop.recurrence_forward(gi.to(d), h0.to(d), w.to(d), b.to(d), L, reset_after, reverse, True,
                                                  **ref_opts)
     want = [rbuf, rgates, *torch_loop.recurrence_backward(dbuf.to(d), rbuf, rgates, w.to(d), L, reset_after,
@@ -74,7 +78,7 @@ def check_case(T: int, B: int, H: int, dtype: torch.dtype, reset_after: bool, re
     desc = (f"T={T} B={B} H={H} {str(dtype)[6:]} reset_after={reset_after} reverse={reverse} lengths={lengths} "
             f"{plan.mode} grid={plan.grid} bh={plan.block_h} bb={plan.block_b} "
             f"{'resident' if plan.resident else 'streamed'} {'dot' if plan.use_dot else 'bcast'}"
-            f"{_describe(opts) if cell else ''}: "
+            f"{_describe(opts) if cell else ''}{' layer_norm' if layer_norm else ''}: "
             f"max rel err {max(errs):.1e}")
     return ok, desc
 
@@ -124,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                         over["resident"] = random.random() < 0.5
                 try:
                     ok, desc = check_case(T, B, H, dtype, random.random() < 0.5, random.random() < 0.5,
-                                          random.random() < 0.5, device, cell=random.random() < 0.5, **over)
+                                          random.random() < 0.5, device, cell=random.random() < 0.5,
+                                          layer_norm=random.random() < 1 / 3, **over)
                 except ValueError as exc:  # a plan the device cannot run (e.g. grid larger than the SMs)
                     print(f"skip {mode} T={T} B={B} H={H}: {exc}")
                     continue
