@@ -126,6 +126,26 @@ def test_mask_statistics():
     assert torch.allclose(mk.recurrent[mk.recurrent > 0], torch.tensor(1 / 0.7))
 
 
+@pytest.mark.parametrize("p", [0.03, 0.15, 0.5, 0.9])
+def test_zoneout_mask_generator_statistics_and_seeding(p):
+    """The CPU extension's parallel keep-mask generator: right rate, adjacent units (and steps)
+    independent, reproduced by torch.manual_seed, fresh between draws."""
+    x = torch.randn(2, 2, 2)
+    shape = (200, 64, 32)  # 409,600 draws: the rate's standard error is below 0.001
+    torch.manual_seed(7)
+    a = functional._keep_mask(shape, p, x)
+    torch.manual_seed(7)
+    b = functional._keep_mask(shape, p, x)
+    c = functional._keep_mask(shape, p, x)
+    assert a.dtype == torch.bool and a.shape == shape
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    af = a.float()
+    assert abs(af.mean().item() - p) < 0.005
+    assert abs((af[..., 1:] * af[..., :-1]).mean().item() - p * p) < 0.005  # neighbouring units
+    assert abs((af[1:] * af[:-1]).mean().item() - p * p) < 0.005  # the same unit at consecutive steps
+    assert abs((a ^ c).float().mean().item() - 2 * p * (1 - p)) < 0.005  # two draws independent
+
+
 def test_masks_drawn_once_per_call_and_fresh_between_calls():
     m = fastgru.nn.GRU(3, 4, recurrent_dropout=0.5)
     x = torch.randn(5, 2, 3)

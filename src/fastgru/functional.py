@@ -20,6 +20,7 @@ from torch import Tensor
 
 from . import backends
 from .backends import PLAIN, CellSpec, layer_norm_offset, row_norm, saved_width
+from .backends import cpu as cpu_backend
 from .validation import check_finite, check_hidden, check_input, check_lengths, check_weights
 
 Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
@@ -356,6 +357,16 @@ def _dropout_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor | No
     return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(1 - p).div_(1 - p)
 
 
+def _keep_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+    """Bool zoneout keep-mask, True with probability p: 1 byte per unit to draw, save and read. On a CPU
+    the extension draws it in parallel (seeded from torch's generator, so manual_seed reproduces it)."""
+    ext = cpu_backend.load() if like.device.type == "cpu" else None
+    if ext is None:
+        return torch.rand(shape, device=like.device) < p
+    seed = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64))
+    return ext.bernoulli_mask(list(shape), p, seed)
+
+
 def draw_masks(
     input: Tensor,
     input_sizes: Sequence[int],
@@ -372,10 +383,7 @@ def draw_masks(
     masks = []
     for size in input_sizes:
         for _ in range(2 if bidirectional else 1):
-            zone = None
-            if zoneout > 0:
-                # a bool mask: 1 byte per unit to draw, save and read (a float bernoulli draw cost 2x)
-                zone = torch.rand((T, B, hidden_size), device=input.device) < zoneout
+            zone = _keep_mask((T, B, hidden_size), zoneout, input) if zoneout > 0 else None
             masks.append(LayerMasks(
                 input=_dropout_mask((B, size), input_dropout, input),
                 recurrent=_dropout_mask((B, hidden_size), recurrent_dropout, input),

@@ -837,6 +837,30 @@ at::Tensor empty_huge(at::IntArrayRef sizes, const at::TensorOptions& options) {
                        options.device(at::kCPU));
 }
 
+// Bool mask with P(True) = p for each element (zoneout keep-masks), from a counter-based generator:
+// element i is bit 32.. of splitmix64's output for state seed + (i + 1) * golden ratio, so the mask depends
+// only on (seed, shape) and rows are drawn in parallel. The caller draws seed from torch's generator, so
+// torch.manual_seed reproduces masks. p is resolved to a multiple of 2^-32. About 10x faster than
+// torch.rand(shape) < p, whose generator is sequential (12 of a 134 ms training step at T=200, B=64, H=256).
+at::Tensor bernoulli_mask(const std::vector<int64_t>& sizes, double p, int64_t seed) {
+  TORCH_CHECK(p >= 0.0 && p <= 1.0, "p must be in [0, 1], got ", p);
+  at::Tensor mask = at::empty(sizes, at::TensorOptions().dtype(at::kBool));
+  uint8_t* d = static_cast<uint8_t*>(mask.data_ptr());
+  const uint64_t threshold = static_cast<uint64_t>(std::ldexp(p, 32));
+  const uint64_t base = static_cast<uint64_t>(seed);
+  at::parallel_for(0, mask.numel(), 1 << 16, [&](int64_t a, int64_t b) {
+#pragma omp simd
+    for (int64_t i = a; i < b; ++i) {
+      uint64_t z = base + static_cast<uint64_t>(i + 1) * 0x9E3779B97F4A7C15ull;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      d[i] = (z >> 32) < threshold;
+    }
+  });
+  return mask;
+}
+
 void check_inputs(const at::Tensor& a, const char* name) {
   TORCH_CHECK(a.device().is_cpu(), name, " must be a CPU tensor");
   TORCH_CHECK(a.is_contiguous(), name, " must be contiguous");
@@ -1260,6 +1284,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("empty_huge", [](std::vector<int64_t> sizes, at::ScalarType dtype) {
     return empty_huge(sizes, at::TensorOptions().dtype(dtype));
   }, "Uninitialised CPU tensor from the buffer cache (plain at::empty below 1 MiB)");
+  m.def("bernoulli_mask", &bernoulli_mask, "Bool mask, P(True) = p per element, from a counter-based generator");
   m.def("release_buffers", [] { BufferCache::instance().release(); }, "Unmap every cached free buffer");
   m.def("cached_buffer_bytes", [] { return BufferCache::instance().cached_bytes(); },
         "Bytes held by the buffer cache in free blocks");
