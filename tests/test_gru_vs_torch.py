@@ -36,6 +36,16 @@ def _run_both(t, f, x, h0=None, **kw):
     return results
 
 
+def _assert_same_gradients(t, f, xt, xf, outs_t, outs_f):
+    """Backward of one loss weighing outputs and final states through both models; every gradient equal."""
+    w = torch.randn_like(outs_t[0])
+    for (y, h) in (outs_t, outs_f):
+        ((y * w).sum() + (h * 1.5).sum()).backward()
+    gt, gf = grads(t, xt), grads(f, xf)
+    for name in gt:
+        assert rel_err(gf[name], gt[name]) < TOL, name
+
+
 @pytest.mark.parametrize("backend", CORE_BACKENDS)
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 @pytest.mark.parametrize("with_h0", [False, True])
@@ -112,12 +122,7 @@ def test_lengths_match_packed_torch(backend, config):
     for b, n in enumerate(lengths.tolist()):
         pad = yf[b, n:] if bf else yf[n:, b]
         assert torch.all(pad == 0)
-    w = torch.randn_like(yt)
-    ((yt * w).sum() + (ht * 1.5).sum()).backward()
-    ((yf * w).sum() + (hf * 1.5).sum()).backward()
-    gt, gf = grads(t, xt), grads(f, xf)
-    for name in gt:
-        assert rel_err(gf[name], gt[name]) < TOL, name
+    _assert_same_gradients(t, f, xt, xf, (yt, ht), (yf, hf))
 
 
 def test_state_dict_round_trip_both_ways():
@@ -218,9 +223,4 @@ def test_rows_split_over_threads_match_torch(lengths):
     else:
         (yt, ht), (yf, hf) = t(xt), f(xf)
     assert rel_err(yf, yt) < TOL and rel_err(hf, ht) < TOL
-    w = torch.randn_like(yt)
-    ((yt * w).sum() + (ht * 1.5).sum()).backward()
-    ((yf * w).sum() + (hf * 1.5).sum()).backward()
-    gt, gf = grads(t, xt), grads(f, xf)
-    for name in gt:
-        assert rel_err(gf[name], gt[name]) < TOL, name
+    _assert_same_gradients(t, f, xt, xf, (yt, ht), (yf, hf))

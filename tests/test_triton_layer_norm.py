@@ -25,6 +25,7 @@ pytest.importorskip("triton", reason="Triton is not installed (optional dependen
 # Shared with the plain backend's tests: kernels built for the interpreter (else this module is skipped)
 # and the autouse fixture that NaN-poisons every output and scratch buffer.
 from test_triton_backend import CPU, poison, pytestmark  # noqa: E402, F401
+from test_triton_cell_options import _problem as cell_problem  # noqa: E402
 
 from fastgru import backends  # noqa: E402
 from fastgru.backends import CellSpec, saved_width, torch_loop  # noqa: E402
@@ -41,17 +42,8 @@ def _gain(H, dtype=F32):
 
 
 def _problem(T, B, H, dtype, lengths, rec, zone):
-    gi = torch.randn(T, B, 3 * H).to(dtype)
-    h0 = torch.randn(B, H).to(dtype)
-    w = (torch.randn(3 * H, H) / H**0.5).to(dtype)
-    b = torch.randn(3 * H).to(dtype)
-    L = None
-    if lengths:
-        L = torch.randint(0, T + 1, (B,))
-        L[0] = T  # one full-length row; others may be 0 (never live)
-    rec_mask = torch.empty(B, H).bernoulli_(0.7).div_(0.7).to(dtype) if rec else None
-    zone_mask = torch.rand(T, B, H) < 0.3 if zone else None
-    return gi, h0, w, b, L, rec_mask, zone_mask, _gain(H, dtype)
+    """test_triton_cell_options' random problem plus a layer-norm gain."""
+    return (*cell_problem(T, B, H, dtype, lengths, rec, zone), _gain(H, dtype))
 
 
 def _run(T, B, H, reset_after, reverse, lengths, rec=False, zone=False, spec=backends.PLAIN, dtype=F32, **plan):
