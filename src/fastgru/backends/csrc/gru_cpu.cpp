@@ -224,10 +224,15 @@ void ln_forward(T* v, int64_t width, const T* gain, T* xhat, T* rstd_out) {
   *rstd_out = rstd;
 }
 
-// d(normalised output) -> d(input) of ln_forward, written to dv; adds dout * xhat (the gain's gradient)
-// into dgain.
+// d(normalised output) -> d(input) of ln_forward, written to dv (may be dout itself); adds dout * xhat (the
+// gain's gradient) into dgain and, given dbias, dout (the shift's gradient) into dbias.
 template <typename T>
-void ln_backward(const T* dout, int64_t width, const T* gain, const T* xhat, T rstd, T* dv, T* dgain) {
+void ln_backward(const T* dout, int64_t width, const T* gain, const T* xhat, T rstd, T* dv, T* dgain,
+                 T* dbias = nullptr) {
+  if (dbias) {
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) dbias[j] += dout[j];
+  }
   T m1 = 0, m2 = 0;
   for (int64_t j = 0; j < width; ++j) {
     dgain[j] += dout[j] * xhat[j];
@@ -543,13 +548,11 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   auto input_norm_row = [&](T* dgb, const T* dgnb, int64_t t, int64_t b) {
     T* part = in_p + at::get_thread_num() * in_width;
     T* dsum = part + G3;
-#pragma omp simd
-    for (int64_t j = 0; j < G3; ++j) dsum[j] += dgb[j];
     if (dgnb) {
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) dsum[G3 + j] += dgnb[j];
     }
-    ln_backward(dgb, G3, c.gi_gain, c.in_xhat + (t * B + b) * G3, c.in_rstd[t * B + b], dgb, part);
+    ln_backward(dgb, G3, c.gi_gain, c.in_xhat + (t * B + b) * G3, c.in_rstd[t * B + b], dgb, part, dsum);
   };
   // Every row of one step through one normalised block: columns [col, col + width) of src (rows of G3)
   // to the same columns of dpre, with that block's saved xhat and its rstd slot.
@@ -1052,8 +1055,7 @@ std::vector<at::Tensor> norm_rows_backward(at::Tensor& dy, const at::Tensor& xha
         T* dbias = dgain + N;
         for (int64_t r = rows * ch / chunks; r < rows * (ch + 1) / chunks; ++r) {
           T* d = dp + r * N;
-          for (int64_t j = 0; j < N; ++j) dbias[j] += d[j];
-          ln_backward(d, N, g, xp + r * N, rp[r], d, dgain);  // in place: d becomes the input's gradient
+          ln_backward(d, N, g, xp + r * N, rp[r], d, dgain, dbias);  // in place: d becomes the input's gradient
         }
       }
     });
