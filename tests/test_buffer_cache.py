@@ -12,12 +12,12 @@ pytestmark = pytest.mark.skipif(ext is None, reason=f"the C++ extension did not 
 def test_freed_buffer_is_reused_then_released():
     cpu.release_workspace()
     assert ext.cached_buffer_bytes() == 0
-    t = ext.empty_huge([3 << 20], torch.float32)  # 12 MiB
+    t = ext.empty_cached([3 << 20], torch.float32)  # 12 MiB
     t.copy_(torch.randn(3 << 20))  # usable memory
     where = t.data_ptr()
     del t
     assert ext.cached_buffer_bytes() >= 12 << 20
-    u = ext.empty_huge([2, 3 << 19], torch.float32)  # same size, other shape: the same block
+    u = ext.empty_cached([2, 3 << 19], torch.float32)  # same size, other shape: the same block
     assert u.data_ptr() == where and tuple(u.shape) == (2, 3 << 19)
     assert ext.cached_buffer_bytes() == 0
     del u
@@ -27,12 +27,12 @@ def test_freed_buffer_is_reused_then_released():
 
 def test_small_buffers_and_too_large_blocks_are_not_mixed():
     cpu.release_workspace()
-    small = ext.empty_huge([1000], torch.float32)  # below 1 MiB: plain allocation
+    small = ext.empty_cached([1000], torch.float32)  # below 1 MiB: plain allocation
     del small
     assert ext.cached_buffer_bytes() == 0
-    big = ext.empty_huge([16 << 20], torch.float32)  # 64 MiB block
+    big = ext.empty_cached([16 << 20], torch.float32)  # 64 MiB block
     del big
-    other = ext.empty_huge([2 << 20], torch.float32)  # 8 MiB: a block 8x larger is not used for it
+    other = ext.empty_cached([2 << 20], torch.float32)  # 8 MiB: a block 8x larger is not used for it
     assert ext.cached_buffer_bytes() >= 64 << 20
     del other
     cpu.release_workspace()

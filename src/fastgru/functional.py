@@ -108,7 +108,8 @@ def _recurrence(
         if ln_gain_ih is not None and _fuses_input_norm(impl):
             # the kernel normalises each row in its loop; saving, gi's rows become xhat (rstd comes back)
             options = dict(options, gi_gain=ln_gain_ih, gi_bias=b_ih)
-            xhat = gi if save else xhat
+            if save:
+                xhat = gi
         elif ln_gain_ih is not None and not save:
             row_norm.normalize_(gi, ln_gain_ih, b_ih, keep_xhat=False)
         elif ln_gain_ih is not None:

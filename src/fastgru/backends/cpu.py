@@ -120,7 +120,7 @@ def _gi_workspace(numel: int, dtype: torch.dtype) -> Tensor:
     buf = getattr(_workspace, "gi", None)
     if buf is None or buf.numel() < numel or buf.dtype != dtype:
         buf = None  # free the old one before allocating the new
-        _workspace.gi = buf = load().empty_huge([numel], dtype)
+        _workspace.gi = buf = load().empty_cached([numel], dtype)
     return buf[:numel]
 
 
@@ -146,7 +146,7 @@ def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, reuse: bool = False) -
     if reuse:
         gi = _gi_workspace(T * B * G, x.dtype).view(T * B, G)
     else:
-        gi = load().empty_huge([T * B, G], x.dtype)
+        gi = load().empty_cached([T * B, G], x.dtype)
     x2 = x.reshape(T * B, I)
     if b_ih is None:
         torch.mm(x2, w_ih.t(), out=gi)

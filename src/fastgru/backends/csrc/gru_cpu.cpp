@@ -830,7 +830,7 @@ class BufferCache {
   uint64_t clock_ = 0;
 };
 
-at::Tensor empty_huge(at::IntArrayRef sizes, const at::TensorOptions& options) {
+at::Tensor empty_cached(at::IntArrayRef sizes, const at::TensorOptions& options) {
   constexpr size_t kMinBytes = size_t(1) << 20;  // smaller buffers: malloc serves them well
   const size_t bytes = c10::multiply_integers(sizes) * c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
   if (!BufferCache::enabled() || bytes < kMinBytes) return at::empty(sizes, options);
@@ -931,9 +931,9 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
   check_inputs(h0, "h0");
   check_inputs(w_hh, "w_hh");
   const int64_t T = gi.size(0), B = gi.size(1), H = w_hh.size(1);
-  at::Tensor buf = empty_huge({T + 1, B, H}, gi.options());
+  at::Tensor buf = empty_cached({T + 1, B, H}, gi.options());
   const bool layer_norm = ln_gain.has_value() && ln_gain->defined();
-  at::Tensor gates = save ? empty_huge({T, B, saved_width(reset_after, layer_norm, H)}, gi.options())
+  at::Tensor gates = save ? empty_cached({T, B, saved_width(reset_after, layer_norm, H)}, gi.options())
                           : at::empty({0}, gi.options());
   const Slots s{T, reverse};
   buf.select(0, reverse ? T : 0).copy_(h0);
@@ -973,10 +973,10 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   TORCH_CHECK(!input_norm || (in_rstd.has_value() && in_gain.has_value()), "in_xhat needs in_rstd and in_gain");
   // With both norms the bias sums come from the loop and dW_hh pairs with dgh_pre: dgh_n is not needed.
   const bool keep_dgh_n = reset_after && !(layer_norm && input_norm);
-  at::Tensor dgi = empty_huge({T, B, 3 * H}, buf.options());
-  at::Tensor dgh_n = keep_dgh_n ? empty_huge({T, B, H}, buf.options()) : at::empty({0}, buf.options());
+  at::Tensor dgi = empty_cached({T, B, 3 * H}, buf.options());
+  at::Tensor dgh_n = keep_dgh_n ? empty_cached({T, B, H}, buf.options()) : at::empty({0}, buf.options());
   at::Tensor dh0 = at::empty({B, H}, buf.options());
-  at::Tensor dgh_pre = layer_norm ? empty_huge({T, B, 3 * H}, buf.options()) : at::empty({0}, buf.options());
+  at::Tensor dgh_pre = layer_norm ? empty_cached({T, B, 3 * H}, buf.options()) : at::empty({0}, buf.options());
   const int64_t max_threads = std::max<int64_t>(at::get_num_threads(), omp_get_max_threads());
   at::Tensor dgain_parts = layer_norm ? at::zeros({max_threads, 3 * H}, buf.options()) : at::empty({0}, buf.options());
   const int64_t in_width = 6 * H + (reset_after ? H : 0);  // input gain's gradient, then the bias sums
@@ -1283,8 +1283,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<Stepper>(m, "Stepper")
       .def(py::init<std::vector<c10::optional<at::Tensor>>, bool, double, int64_t, int64_t, double, double>())
       .def("__call__", &Stepper::call, "One streaming step: (x (B, I), state (L, B, H)) -> (state', y) or None");
-  m.def("empty_huge", [](std::vector<int64_t> sizes, at::ScalarType dtype) {
-    return empty_huge(sizes, at::TensorOptions().dtype(dtype));
+  m.def("empty_cached", [](std::vector<int64_t> sizes, at::ScalarType dtype) {
+    return empty_cached(sizes, at::TensorOptions().dtype(dtype));
   }, "Uninitialised CPU tensor from the buffer cache (plain at::empty below 1 MiB)");
   m.def("bernoulli_mask", &bernoulli_mask, "Bool mask, P(True) = p per element, from a counter-based generator");
   m.def("release_buffers", [] { BufferCache::instance().release(); }, "Unmap every cached free buffer");
