@@ -164,7 +164,9 @@ def test_learns_a_separable_csv_and_evaluates_and_predicts(tmp_path, fresh_seed,
     evaluated on fresh rows and classifies texts from the command line and from stdin."""
     rng = np.random.default_rng(fresh_seed)
     signals = {"good": "pos", "bad": "neg"}
-    synthetic_rows(rng, 500, signals).to_csv(tmp_path / "train.csv", index=False)
+    # 800 rows: with 500, early stopping watched only 40 validation texts and kept an epoch-1 model for 2
+    # seeds in 16 (test accuracy 0.91-0.92); 800 rows passed 46 seeds of 46
+    synthetic_rows(rng, 800, signals).to_csv(tmp_path / "train.csv", index=False)
     out = tmp_path / "out"
     code, stdout, err = run_cli(["classify-text", "--data", str(tmp_path / "train.csv"), "--text-column", "review",
                                  "--label-column", "stars", "--epochs", "12", "--lr", "1e-2",
@@ -172,8 +174,8 @@ def test_learns_a_separable_csv_and_evaluates_and_predicts(tmp_path, fresh_seed,
                                  *TINY], capsys)
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["classes"] == ["neg", "pos"] and metrics["rows"] == 500
-    assert metrics["train_texts"] + metrics["val_texts"] + metrics["test_texts"] == 500
+    assert metrics["classes"] == ["neg", "pos"] and metrics["rows"] == 800
+    assert metrics["train_texts"] + metrics["val_texts"] + metrics["test_texts"] == 800
     check_outputs_parse(out, metrics)
     assert metrics["metrics"][metrics["model"]]["accuracy"] >= 0.95
     assert "test accuracy" in stdout
