@@ -1,17 +1,20 @@
 """A small training run the Trainer tests start as a subprocess (killed / resumed / under torchrun).
 
-    python tests/_train_job.py --out DIR --kinds seq,stream [--resume] [--data-seed S]
+    python tests/_train_job.py --out DIR --kinds seq,stream [--resume] [--data-seed S] [--pause-after-epoch N]
 
 For each kind: builds random data from --data-seed (the same in every process), seeds the model with
 --seed, trains, and writes the final weights to DIR/<kind>/final.safetensors (history.json beside it).
 "seq" is variable-length classification with Adam and a plateau schedule; "stream" is truncated BPTT
 regression on parallel streams with RMSprop and a cosine schedule.
+With --pause-after-epoch N the first kind stops after epoch N's checkpoint, writes DIR/paused and waits
+there, so that a test can kill the process from outside at a known point.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -30,10 +33,26 @@ def main() -> None:
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--pause-after-epoch", type=int, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
     for kind in args.kinds.split(","):
         run(kind, args)
+
+
+class PausingTrainer(Trainer):
+    """A Trainer that, after epoch `pause_after`'s checkpoint, announces itself in `marker` and waits."""
+
+    def __init__(self, *args, pause_after: int | None, marker: Path, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pause_after, self.marker = pause_after, marker
+
+    def _after_epoch(self, epoch: int) -> None:
+        super()._after_epoch(epoch)
+        if epoch == self.pause_after:
+            self.marker.write_text(str(epoch))
+            while True:
+                time.sleep(1)
 
 
 def run(kind: str, args: argparse.Namespace) -> None:
@@ -63,7 +82,8 @@ def run(kind: str, args: argparse.Namespace) -> None:
         cfg = TrainConfig(epochs=args.epochs, optimizer="rmsprop", lr=5e-3, schedule="cosine", bptt=25,
                           seed=args.seed, out_dir=out, progress=False)
     init = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    history = Trainer(model, cfg).fit(train, val, resume=args.resume)
+    trainer = PausingTrainer(model, cfg, pause_after=args.pause_after_epoch, marker=Path(args.out) / "paused")
+    history = trainer.fit(train, val, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(out) / "final.safetensors"))
         save_file(init, str(Path(out) / "init.safetensors"))

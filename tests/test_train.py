@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,6 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
-    env.pop("FASTGRU_TEST_KILL_AFTER_EPOCH", None)
     return env
 
 
@@ -216,10 +216,16 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
               "--data-seed", seed]
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(common + ["--out", str(full)], env=_env(), check=True, capture_output=True, timeout=120)
-    env = _env()
-    env["FASTGRU_TEST_KILL_AFTER_EPOCH"] = "2"
-    proc = subprocess.run(common + ["--out", str(killed)], env=env, capture_output=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    # The job pauses after epoch 2's checkpoint; the test kills it from outside with SIGKILL.
+    proc = subprocess.Popen(common + ["--out", str(killed), "--pause-after-epoch", "2"], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker, deadline = killed / "paused", time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    _, err = proc.communicate(timeout=30)
+    assert marker.exists(), err.decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
     assert json.loads((killed / "seq" / "checkpoints" / "latest.json").read_text())["epoch"] == 2
     assert not (killed / "seq" / "final.safetensors").exists()
     subprocess.run(common + ["--out", str(killed), "--resume"], env=_env(), check=True, capture_output=True,

@@ -22,8 +22,6 @@ average equals the single-process gradient of the same global batch (same result
 from __future__ import annotations
 
 import math
-import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -47,8 +45,6 @@ from .data import (
 )
 from .losses import HIGHER_IS_BETTER, PRIMARY_METRIC, derived_metrics, loss_terms, metric_terms
 from .state import rng_state, seed_everything, set_rng_state
-
-KILL_HOOK_ENV = "FASTGRU_TEST_KILL_AFTER_EPOCH"  # test hook: SIGKILL this process after that epoch's checkpoint
 
 Data = SequenceData | StreamData
 
@@ -92,8 +88,9 @@ class Trainer:
             raise ValueError("cannot tell the model's head: pass head='regression'|'classification'|...")
         self.loss_fn = loss_fn
         self.metric_name = PRIMARY_METRIC.get(self.head, "loss")
-        self.dist = dist_utils.setup(config.distributed)
+        # The device comes first: it decides the process group's backend (nccl on CUDA, gloo on CPU).
         self.device = self._pick_device(config.device)
+        self.dist = dist_utils.setup(config.distributed, self.device)
         self.model = model.to(self.device)
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
@@ -106,11 +103,23 @@ class Trainer:
 
     # -- set-up --------------------------------------------------------------------------------------
     def _pick_device(self, name: str) -> torch.device:
+        """'auto': this process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU."""
         if name == "auto":
             if torch.cuda.is_available():
-                return torch.device("cuda", self.dist.local_rank if self.dist.enabled else torch.cuda.current_device())
+                local = dist_utils.launched_local_rank(self.config.distributed)
+                return torch.device("cuda", local if local is not None else torch.cuda.current_device())
             return torch.device("cpu")
         return torch.device(name)
+
+    def close(self) -> None:
+        """Leave the process group if this Trainer joined it (also done at interpreter exit)."""
+        dist_utils.teardown(self.dist)
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -388,9 +397,6 @@ class Trainer:
             if d.is_main:
                 checkpoints.write(root, epoch, self.model, self._trainer_state(epoch))
             dist_utils.barrier(d)
-        hook = os.environ.get(KILL_HOOK_ENV)
-        if hook is not None and int(hook) == epoch:
-            os.kill(os.getpid(), signal.SIGKILL)
 
     def _trainer_state(self, epoch: int) -> dict[str, Any]:
         return {
