@@ -42,7 +42,7 @@ from fastgru.seq2seq.vocab import EOS_ID, PAD_ID, SOS_ID, SPECIALS, UNK_ID
 @pytest.fixture(autouse=True)
 def one_thread():
     """One torch thread: the decoder runs many small ops, and on a shared 2-core machine two OpenMP
-    threads waiting for each other make each of them 10-30x slower (see DESIGN.md, noise warning)."""
+    threads waiting for each other make each of them 10-30x slower."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
