@@ -1,7 +1,7 @@
 """The GRU equations step by step in float64: the oracle every test compares against. Never fast.
 
-Implements the equations of docs/architecture.md literally, one time step at a time, with plain torch float64 ops (autograd
-works through it, so it is also a gradient oracle). Both variants:
+Implements the equations of docs/architecture.md literally, one time step at a time, with plain
+torch float64 ops (autograd works through it, so it is also a gradient oracle). Both variants:
     reset_after=True  (PyTorch, cuDNN, Keras default):  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
     reset_after=False (Cho et al. 2014):                 n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
 and h' = (1 - z) * n + z * h. Weights use PyTorch's layout: (3H, I) / (3H, H), gate order r, z, n.

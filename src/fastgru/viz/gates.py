@@ -1,8 +1,8 @@
 """Replay a trained GRU layer step by step and keep what the module itself does not return: r, z, n.
 
 `fastgru.nn.GRU` (and `torch.nn.GRU`) return only the states h_t.  To draw the gates we re-run one
-layer-direction from the module's own weights with the GRU equations (docs/architecture.md), in float64.  Lower layers are
-run with `fastgru.reference.gru` (the project's oracle) to get the chosen layer's input, so the replay
+layer-direction from the module's own weights with the GRU equations (docs/architecture.md), in
+float64.  Lower layers are run with `fastgru.reference.gru` (the project's oracle) to get the chosen layer's input, so the replay
 equals the module's output up to float32 rounding (the tests check this).
 """
 
