@@ -2,8 +2,8 @@
 
 `fastgru.nn.GRU` (and `torch.nn.GRU`) return only the states h_t.  To draw the gates we re-run one
 layer-direction from the module's own weights with the GRU equations (docs/architecture.md), in
-float64.  Lower layers are run with `fastgru.reference.gru` (the project's oracle) to get the chosen layer's input, so the replay
-equals the module's output up to float32 rounding (the tests check this).
+float64.  Lower layers are run with `fastgru.reference.gru` (the project's oracle) to get the chosen
+layer's input, so the replay equals the module's output up to float32 rounding (the tests check this).
 """
 
 from __future__ import annotations
