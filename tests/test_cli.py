@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastgru.cli import SUBCOMMANDS, build_parser, main
+from fastgru.cli import SUBCOMMANDS, build_parser, interrupted_message, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,3 +92,26 @@ def test_missing_file_message(task, tmp_path, capsys):
     assert main([task, "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert f"fastgru {task}: error:" in err and "nope.csv" in err
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------------------
+def test_interrupt_tells_how_to_resume(monkeypatch, capsys):
+    import fastgru.tasks.forecast as forecast_task
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(forecast_task, "run_from_args", interrupted)
+    rc = main(["forecast", "--data", "sunspots", "--epochs", "3", "--force"])
+    err = capsys.readouterr().err
+    assert rc == 130
+    assert "fastgru forecast: interrupted" in err
+    assert "fastgru forecast --data sunspots --epochs 3 --resume" in err
+    assert "--force" not in err.split("with:")[1]
+
+
+def test_interrupt_of_a_task_without_resume_says_so():
+    import argparse
+
+    msg = interrupted_message(argparse.Namespace(command="classify", out="runs/c"), ["classify"])
+    assert "cannot resume" in msg and "runs/c" in msg

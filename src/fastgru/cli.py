@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -115,9 +116,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastgru {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"fastgru {args.command}: interrupted", file=sys.stderr)
+        print(interrupted_message(args, sys.argv[1:] if argv is None else list(argv)), file=sys.stderr)
         return 130
     return 0
+
+
+def interrupted_message(args: argparse.Namespace, argv: Sequence[str]) -> str:
+    """What to tell a user who pressed Ctrl-C: how to continue where the task can, else what is left."""
+    lines = [f"fastgru {args.command}: interrupted"]
+    if hasattr(args, "resume"):
+        again = [a for a in argv if a not in ("--resume", "--force")] + ["--resume"]
+        lines.append(f"  continue from the last checkpoint with: fastgru {shlex.join(again)}")
+    elif getattr(args, "out", None):
+        lines.append(f"  this task cannot resume; files it had finished are in {args.out}, and running it again "
+                     "there needs --force (or another --out)")
+    return "\n".join(lines)
 
 
 def run(argv: Sequence[str]) -> Any:
