@@ -76,7 +76,7 @@ def check_outputs_parse(out, metrics: dict) -> pd.DataFrame:
     assert matplotlib.image.imread(str(out / "confusion.png")).ndim == 3
     history = json.loads((out / "history.json").read_text())
     assert len(history["epochs"]) == metrics["epochs_run"] and history["best_epoch"] == metrics["best_epoch"]
-    assert {"model.safetensors", "model.json", "vocab.json", "classifier.json"} <= {
+    assert {"model.safetensors", "model.json", "vocab.json", "text_classifier.json"} <= {
         p.name for p in (out / "model").iterdir()}
     return pred
 
@@ -151,6 +151,13 @@ def test_save_reload_predicts_identically_and_batch_equals_alone(tmp_path, fresh
     alone = np.concatenate([clf.predict_proba([t]) for t in texts])
     np.testing.assert_allclose(alone, probs, atol=1e-6)
     assert again.predict(texts) == [clf.classes[i] for i in probs.argmax(1)]
+    # a folder written before the metadata file was renamed still loads
+    (tmp_path / "m" / "text_classifier.json").rename(tmp_path / "m" / "classifier.json")
+    assert np.array_equal(TextClassifier.load(tmp_path / "m").predict_proba(texts, batch_size=7), probs)
+    (tmp_path / "m" / "classifier.json").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks text_classifier.json"):
+        TextClassifier.load(tmp_path / "m")
+    clf.save(tmp_path / "m")
     # a damaged or foreign folder: one clear error each
     (tmp_path / "m" / "vocab.json").unlink()
     with pytest.raises(FileNotFoundError, match="lacks vocab.json"):

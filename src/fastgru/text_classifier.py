@@ -13,7 +13,7 @@ result. The sentence is summarised by ``pooling``:
 
 :class:`TextClassifier` bundles the network, its :class:`~fastgru.data.words.WordVocab`, the class names
 and the truncation length, and saves/loads them as one folder (model.safetensors + model.json through
-fastgru.train.checkpoints, vocab.json, classifier.json). ``predict_proba(texts)`` gives class
+fastgru.train.checkpoints, vocab.json, text_classifier.json). ``predict_proba(texts)`` gives class
 probabilities for raw strings.
 """
 
@@ -38,6 +38,8 @@ from .train.checkpoints import load_model, save_model
 
 POOLINGS = ("last", "max", "last+max")
 FORMAT = "fastgru-text-classifier-v1"
+META_FILE = "text_classifier.json"  # classes, truncation length, format tag
+LEGACY_META_FILE = "classifier.json"  # its name before 0.2; `fastgru classify` uses that name for its own file
 
 
 @dataclass
@@ -162,11 +164,11 @@ class TextClassifier:
         return [self.classes[i] for i in self.predict_proba(texts, batch_size).argmax(1)]
 
     def save(self, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write the folder: model.safetensors + model.json, vocab.json, classifier.json (atomic files)."""
+        """Write the folder: model.safetensors + model.json, vocab.json, text_classifier.json (atomic files)."""
         folder = Path(folder)
         save_model(self.model, folder)
         self.vocab.save(folder / "vocab.json")
-        atomic.write_json(folder / "classifier.json", {"format": FORMAT, "classes": self.classes,
+        atomic.write_json(folder / META_FILE, {"format": FORMAT, "classes": self.classes,
                                                        "max_tokens": self.max_tokens, **(extra or {})})
         return folder
 
@@ -177,14 +179,18 @@ class TextClassifier:
         if not folder.is_dir():
             raise FileNotFoundError(f"--model {str(folder)!r}: no such folder (give the model/ folder a "
                                     "`fastgru classify-text` run wrote)")
-        missing = [n for n in ("model.safetensors", "model.json", "vocab.json", "classifier.json")
-                   if not (folder / n).is_file()]
+        meta_path = folder / META_FILE
+        if not meta_path.is_file() and (folder / LEGACY_META_FILE).is_file():
+            meta_path = folder / LEGACY_META_FILE  # written before the file was renamed; same contents
+        missing = [n for n in ("model.safetensors", "model.json", "vocab.json") if not (folder / n).is_file()]
+        if not meta_path.is_file():
+            missing.append(META_FILE)
         if missing:
             raise FileNotFoundError(f"--model {str(folder)!r} is not a saved text classifier: it lacks "
                                     f"{', '.join(missing)}")
-        meta = json.loads((folder / "classifier.json").read_text(encoding="utf-8"))
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{folder / 'classifier.json'}: not a fastgru text classifier (format "
+            raise ValueError(f"{meta_path}: not a fastgru text classifier (format "
                              f"{meta.get('format')!r}, expected {FORMAT!r})")
         config = json.loads((folder / "model.json").read_text(encoding="utf-8")).get("config")
         if not isinstance(config, dict):

@@ -21,7 +21,7 @@ Three modes, one command:
 Reported on the test part: accuracy, macro-F1 and the confusion matrix (rows: true class) for both.
 Outputs in ``--out``: metrics.json, predictions.csv (text, true, predicted, p_<class>, baseline's
 prediction), confusion.csv / confusion.png (the GRU's), history.json, model/ (weights + config,
-vocab.json, classifier.json) — reloaded by ``--model``.
+vocab.json, text_classifier.json) — reloaded by ``--model``.
 """
 
 from __future__ import annotations
