@@ -87,6 +87,20 @@ def test_python_dash_m_entry_point(tmp_path):
     assert proc.returncode == 0 and "--threshold" in proc.stdout and "--force" in proc.stdout
 
 
+def test_without_a_terminal_the_run_prints_epoch_lines(tmp_path):
+    """Output piped to a file: no progress bars, but periodic 'fastgru: epoch i/n: ...' lines on stderr."""
+    data, out = _series_csv(tmp_path), tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.run([sys.executable, "-m", "fastgru.cli", "forecast", "--data", str(data), "--columns", "load",
+                           "--time-column", "day", "--window", "10", "--horizon", "3", "--epochs", "2",
+                           "--hidden-size", "8", "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("fastgru: epoch ")]
+    assert lines and lines[0].startswith("fastgru: epoch 1/2: train_loss ")
+    assert "\r" not in proc.stderr  # no progress-bar redraws in a log
+
+
 @pytest.mark.parametrize("task", ["detect", "classify"])
 def test_missing_file_message(task, tmp_path, capsys):
     assert main([task, "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) == 2

@@ -195,6 +195,26 @@ def test_progress_bar_shows_loss_and_metric(capsys):
     assert "training" in err and "val_loss=" in err and "val_accuracy=" in err
 
 
+def test_without_progress_bars_epochs_are_logged_at_most_every_interval(caplog, monkeypatch):
+    import fastgru.train.trainer as trainer_module
+
+    g = torch.Generator().manual_seed(3)
+    data = _classification_data(g, N=32)
+    model = build_model(cell="gru", input_size=3, hidden_size=4, output_size=2, head="classification")
+    monkeypatch.setattr(trainer_module, "LOG_INTERVAL_SECONDS", 0.0)  # every epoch
+    with caplog.at_level("INFO", logger="fastgru.train"):
+        Trainer(model, TrainConfig(epochs=3, batch_size=16, progress=False)).fit(data, data)
+    lines = [r.getMessage() for r in caplog.records if r.name == "fastgru.train.trainer"]
+    assert len(lines) == 3 and lines[2].startswith("epoch 3/3: train_loss ")
+    assert "val_loss" in lines[0] and "val_accuracy" in lines[0]
+    caplog.clear()
+    monkeypatch.setattr(trainer_module, "LOG_INTERVAL_SECONDS", 1e9)  # only the first and the last epoch
+    with caplog.at_level("INFO", logger="fastgru.train"):
+        Trainer(model, TrainConfig(epochs=4, batch_size=16, progress=False)).fit(data)
+    lines = [r.getMessage() for r in caplog.records if r.name == "fastgru.train.trainer"]
+    assert [ln.split(":")[0] for ln in lines] == ["epoch 1/4", "epoch 4/4"]
+
+
 def test_resume_refuses_changed_settings(tmp_path):
     g = torch.Generator().manual_seed(3)
     data = _classification_data(g, N=32)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import shlex
 import sys
 from collections.abc import Sequence
@@ -110,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.command is None else 2
     if getattr(args, "progress", False) is None:
         args.progress = sys.stderr.isatty()
+        if not args.progress:
+            log_to_stderr()
     try:
         args.func(args)
     except USER_ERRORS as exc:
@@ -119,6 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(interrupted_message(args, sys.argv[1:] if argv is None else list(argv)), file=sys.stderr)
         return 130
     return 0
+
+
+def log_to_stderr() -> None:
+    """Without a terminal there are no progress bars: show fastgru's periodic log lines instead, so that a
+    run whose output goes to a file or a pipe still says what it is doing."""
+    logger = logging.getLogger("fastgru")
+    if not any(getattr(h, "fastgru_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fastgru: %(message)s"))
+        handler.fastgru_cli = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def interrupted_message(args: argparse.Namespace, argv: Sequence[str]) -> str:

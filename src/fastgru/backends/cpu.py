@@ -3,14 +3,15 @@
 Why C++ through torch.utils.cpp_extension: per-step work must avoid PyTorch's per-op dispatch
 (5-10 us per op, which is what makes torch.nn.GRU slow on a CPU). The extension calls MKL's sgemm
 directly for the recurrent product and runs one vectorised elementwise pass per step. It is compiled
-with the machine's g++ and ninja into a cache folder the first time it is needed (about a minute);
-if that fails, `fastgru.backends.select` falls back to the pure-torch loop.
+with the machine's g++ and ninja into a cache folder the first time it is needed (1-2 minutes on 2
+cores, announced on stderr); if that fails, `fastgru.backends.select` falls back to the pure-torch loop.
 Set FASTGRU_DISABLE_CPU_EXT=1 to skip it, FASTGRU_BUILD_VERBOSE=1 to see the compiler.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import warnings
@@ -69,16 +70,25 @@ def load() -> ModuleType | None:
         try:
             from torch.utils.cpp_extension import load as load_extension
 
-            _remove_stale_lock(_build_dir())
+            build_dir = _build_dir()
+            _remove_stale_lock(build_dir)
+            first_build = not any(build_dir.glob("fastgru_cpu*.so"))
+            if first_build:
+                print("fastgru: building the fused CPU kernel with the machine's C++ compiler (first use only; "
+                      "usually 1-2 minutes)...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
 
             _module = load_extension(
                 name="fastgru_cpu",
                 sources=[str(_SOURCE)],
-                build_directory=str(_build_dir()),
+                build_directory=str(build_dir),
                 extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
                 verbose=bool(os.environ.get("FASTGRU_BUILD_VERBOSE")),
             )
+            if first_build:
+                print(f"fastgru: fused CPU kernel built in {time.perf_counter() - t0:.0f} s (cached in {build_dir})",
+                      file=sys.stderr, flush=True)
         except Exception as exc:  # no compiler, no ninja, headers missing...
             _error = f"{type(exc).__name__}: {exc}"
             _module = None
