@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -228,6 +229,14 @@ def test_cli_trains_reports_and_saves(trained, capsys):
     assert len(meta["normalization"]["mean"]) == 40
     listener = Listener.load(out / "model")
     assert listener.info["train_groups"] == groups["train"]
+
+    # one held-out clip per word, byte-identical to its source, never a training voice
+    examples = sorted((out / "examples").iterdir())
+    assert [p.name for p in examples] == [f"{w}.wav" for w in m["classes"]]
+    assert set(m["examples"]) == set(m["classes"])
+    for word, source in m["examples"].items():
+        assert (out / "examples" / f"{word}.wav").read_bytes() == Path(source).read_bytes()
+        assert speaker_of(source) in groups["test"]
 
     capsys.readouterr()
     assert main(args) == 2  # no --force: the earlier run's files stay

@@ -48,7 +48,7 @@ from ._common import check_outputs, default_out, format_table, write_csv
 from .classify import _plot_confusion, confusion_matrix, macro_f1, pad
 from .forecast import add_model_args
 
-OUTPUTS = ("metrics.json", "predictions.csv", "confusion.csv", "confusion.png", "history.json", "model")
+OUTPUTS = ("metrics.json", "predictions.csv", "confusion.csv", "confusion.png", "history.json", "model", "examples")
 EVAL_OUTPUTS = ("metrics.json", "predictions.csv", "confusion.csv", "confusion.png")
 SYNTHETIC_NOTE = ("synthetic speech: words spoken by espeak-ng (a formant synthesiser), not recorded speech; "
                   "accuracy on real recordings will be lower")
@@ -198,6 +198,7 @@ def listen(
                       f"{'synthetic (espeak-ng)' if synthetic else folder.name}: {model_name}, held-out "
                       f"{hold_out}s, accuracy {scores['accuracy']:.3f}")
     listener.save(out / "model")
+    examples = _write_examples(out / "examples", [clips[i] for i in split.test])
     lengths = np.array([len(f) for f in frames])
     result = {
         "task": "listen", "data": source, "folder": str(folder), "synthetic": synthetic,
@@ -217,9 +218,27 @@ def listen(
         "torch_threads": torch.get_num_threads(),
         "seconds": time.perf_counter() - t_start,
         "outputs": {k: str(out / k) for k in OUTPUTS},
+        "examples": examples,
     }
     atomic.write_json(out / "metrics.json", result)
     return result
+
+
+def _write_examples(folder: Path, held_out: Sequence[Clip]) -> dict[str, str]:
+    """Copy one held-out clip per word to folder/<word>.wav: audio the model never trained on, ready for
+    `fastgru listen --model <out>/model [--stream] <out>/examples/<word>.wav`. Returns word -> source file."""
+    chosen: dict[str, Clip] = {}
+    for clip in sorted(held_out, key=lambda c: (c.word, str(c.path))):
+        chosen.setdefault(clip.word, clip)
+    folder.mkdir(parents=True, exist_ok=True)
+    for word, clip in chosen.items():
+        atomic.write_bytes(folder / f"{_safe_name(word)}.wav", Path(clip.path).read_bytes())
+    return {word: str(clip.path) for word, clip in chosen.items()}
+
+
+def _safe_name(word: str) -> str:
+    """A file name for a word (a user's folder names may hold characters a file name should not)."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in word) or "word"
 
 
 def evaluate(model_dir: str | Path, data: str | Path, *, out_dir: str | Path | None = None,
@@ -400,6 +419,11 @@ def print_result(result: dict[str, Any]) -> None:
     _print_confusion(result)
     print(f"\nwrote {result['outputs']['metrics.json']}, {result['outputs']['confusion.png']}, "
           f"{result['outputs']['model']} ({result['seconds']:.1f} s)")
+    if result.get("examples"):
+        word = sorted(result["examples"])[0]
+        example = Path(result["outputs"]["examples"]) / f"{_safe_name(word)}.wav"
+        print(f"held-out clips to try, one per word: {result['outputs']['examples']}/, e.g.\n"
+              f"  fastgru listen --model {result['outputs']['model']} --stream {example}")
 
 
 def _print_confusion(result: dict[str, Any]) -> None:
