@@ -1,10 +1,10 @@
 """fastgru.viz: gate replay, gradient flow, and the pictures, checked against independent oracles."""
-
 from __future__ import annotations
 
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -123,6 +123,11 @@ def test_pictures_are_written_and_parse(tmp_path):
             assert im.format == "PNG" and im.size[0] > 100
     with Image.open(gif) as im:
         assert im.format == "GIF" and im.n_frames == 2 * 4  # four stages per step
+        first = np.asarray(im.convert("RGB"), dtype=float)
+    # right of the plots, both colour scales: viridis' top (yellow) for the gates, RdBu's ends for h and n
+    right = first[:, int(first.shape[1] * 0.85):].reshape(-1, 3)
+    for rgb in ((253, 231, 37), (103, 0, 31), (5, 48, 97)):
+        assert np.abs(right - rgb).max(1).min() < 30, rgb  # GIF's 256-colour palette moves colours a little
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.png", "gates.png", "gru.gif"]  # no temp files
     with pytest.raises(ValueError, match="small hidden sizes"):
         animate_gru(gru_gate_trace(fastgru.nn.GRU(3, 40), x), tmp_path / "big.gif")

@@ -61,7 +61,13 @@ def animate_gru(
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     header = fig.suptitle("", fontsize=10, family="monospace")
     axes[-1].set_xlabel("hidden unit")
-    fig.subplots_adjust(left=0.22, right=0.97, top=0.86, bottom=0.12, hspace=0.6)
+    fig.subplots_adjust(left=0.22, right=0.84, top=0.86, bottom=0.12, hspace=0.6)
+    # Colour scales: states and candidate lie in [-1, 1] (diverging), gates in [0, 1].
+    scales = ((images["h_new"], (0.12, 0.34), "h, n"), (images["r"], (0.52, 0.34), "r, z"))
+    for image, (bottom, height), label in scales:
+        bar = fig.colorbar(image, cax=fig.add_axes((0.87, bottom, 0.025, height)))
+        bar.set_label(label, fontsize=8)
+        bar.ax.tick_params(labelsize=7)
 
     frames = []
     for t in range(steps):
