@@ -184,14 +184,25 @@ def to_onnx_model(
 
 def _activation_attrs(spec: GRUSpec) -> dict:
     """activations / activation_alpha / activation_beta attributes; none for the default Sigmoid, Tanh."""
-    if (spec.gate_activation, spec.candidate_activation) == ("sigmoid", "tanh"):
+    return activation_attrs(spec.gate_activation, spec.candidate_activation, spec.hard_sigmoid, spec.num_directions)
+
+
+def activation_attrs(gate: str, candidate: str, hard_sigmoid: tuple[float, float], num_directions: int = 1) -> dict:
+    """A GRU node's activation attributes for fastgru's activation names; {} for the default Sigmoid, Tanh.
+
+    Raises InteropError for an activation ONNX's GRU does not list.
+    """
+    if (gate, candidate) == ("sigmoid", "tanh"):
         return {}
-    acts = [TO_ONNX[spec.gate_activation], TO_ONNX[spec.candidate_activation]] * spec.num_directions
+    for role, name in (("gate_activation", gate), ("candidate_activation", candidate)):
+        if name not in TO_ONNX:
+            raise InteropError(f"an ONNX GRU cannot express {role}={name!r} (it has {sorted(TO_ONNX)})")
+    acts = [TO_ONNX[gate], TO_ONNX[candidate]] * num_directions
     out: dict = {"activations": acts}
     hard = [a for a in acts if a == "HardSigmoid"]
     if hard:
-        out["activation_alpha"] = [spec.hard_sigmoid[0]] * len(hard)
-        out["activation_beta"] = [spec.hard_sigmoid[1]] * len(hard)
+        out["activation_alpha"] = [float(hard_sigmoid[0])] * len(hard)
+        out["activation_beta"] = [float(hard_sigmoid[1])] * len(hard)
     return out
 
 
