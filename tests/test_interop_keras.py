@@ -139,8 +139,11 @@ def test_saved_files_read_with_h5py(keras, tmp_path, layers, bidirectional, rese
     live = from_keras(model)
     model.save(tmp_path / "m.keras")
     model.save_weights(tmp_path / "m.weights.h5")
+    stated = {"activation": "tanh", "recurrent_activation": "sigmoid", "go_backwards": False}  # not in the file
+    if bidirectional:
+        stated["merge_mode"] = "concat"
     for name in ("m.keras", "m.weights.h5"):
-        loaded = from_keras_file(tmp_path / name)
+        loaded = from_keras_file(tmp_path / name, **(stated if name.endswith(".weights.h5") else {}))
         assert same_state(loaded, live), name
         assert (loaded.num_layers, loaded.bidirectional, loaded.reset_after) == (layers, bidirectional, reset_after)
     x = inputs()
@@ -152,8 +155,8 @@ def test_weights_file_without_bias_needs_reset_after(keras, tmp_path):
     model = stack(keras, use_bias=False, reset_after=False)
     model.save_weights(tmp_path / "nobias.weights.h5")
     with pytest.raises(InteropError, match="reset_after="):
-        from_keras_file(tmp_path / "nobias.weights.h5")
-    ours = from_keras_file(tmp_path / "nobias.weights.h5", reset_after=False)
+        from_keras_file(tmp_path / "nobias.weights.h5", assume_defaults=True)
+    ours = from_keras_file(tmp_path / "nobias.weights.h5", reset_after=False, assume_defaults=True)
     assert not ours.bias and not ours.reset_after
     x = inputs()
     with torch.no_grad():

@@ -1,11 +1,13 @@
 """Saved Keras 3 files -> fastgru modules, read with h5py and zipfile (no Keras or TensorFlow needed).
 
 A `.keras` file is a zip of config.json (the model's layers and every option) and model.weights.h5;
-its options are checked exactly as for a live model. A `.weights.h5` file holds weights only: layers
-are found by structure (GRU groups hold cell/vars/{0: kernel, 1: recurrent_kernel, 2: bias}), taken
-in the order Keras numbered them (gru, gru_1, ...), reset_after is read from the bias shape, and
-since no options are stored, Keras' defaults (tanh, sigmoid, forwards) are assumed — save a
-`.keras` file to have them checked.
+its options are checked exactly as for a live model. A `.weights.h5` file holds weights only (each
+layer's arrays and its name, nothing else): layers are found by structure (GRU groups hold
+cell/vars/{0: kernel, 1: recurrent_kernel, 2: bias}), taken in the order Keras numbered them (gru,
+gru_1, ...); units, input size, use_bias and bidirectionality follow from the arrays and reset_after
+from the bias shape. What changes the numbers but is not stored — activation, recurrent_activation,
+go_backwards, and a Bidirectional's merge_mode — must be passed as arguments (or
+`assume_defaults=True` to take Keras' defaults on purpose); the import never guesses them.
 
 Keras 3 names a layer's group by its class and a per-class counter in model order, not by the
 layer's name: `keras_layout.h5_keys` reproduces that; each group's vars/@name holds the real name.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .keras_layout import KerasLayerPlan, apply_trainable, assemble, plan_stack
+from .keras_layout import KerasLayerPlan, apply_trainable, assemble, check_gru_config, plan_stack
 from .layout import InteropError, build
 
 
@@ -41,24 +43,43 @@ def from_keras_file(
     reset_after: bool | None = None,
     batch_first: bool = True,
     ignore_training_options: bool = False,
+    activation: str | None = None,
+    recurrent_activation: str | None = None,
+    go_backwards: bool | None = None,
+    merge_mode: str | None = None,
+    assume_defaults: bool = False,
 ) -> nn.Module:
     """A fastgru.nn.GRU holding the GRU stack saved in a Keras 3 `.keras` or `.weights.h5` file.
 
     layers: names of the GRU layers to take (needed when the model has other layers, or for a
-    weights file with several GRU stacks). reset_after: only for a `.weights.h5` file whose GRUs have
-    no bias (the bias shape is how a weights file tells the variant). The same options are refused
-    as in `fastgru.interop.from_keras`.
+    weights file with several GRU stacks). The same options are refused as in
+    `fastgru.interop.from_keras`.
+
+    Only for a `.weights.h5` file, which stores arrays and names but no options (a `.keras` file
+    records them all, and giving them here is an error):
+
+    - activation, recurrent_activation, go_backwards (and merge_mode when the file holds a
+      Bidirectional layer): required, as the layers were built. Keras' defaults are 'tanh',
+      'sigmoid', False, 'concat'; assume_defaults=True takes those for the ones not given.
+    - reset_after: needed only when the GRUs have no bias (the bias shape tells the variant).
+
+    A single GRU layer with go_backwards=True comes back as a `GoBackwards` module: it reads the input
+    reversed in time and returns the outputs in that processing order, as Keras does.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Keras file not found: {path}")
     name = path.name.lower()
+    stated = {"reset_after": reset_after, "activation": activation, "recurrent_activation": recurrent_activation,
+              "go_backwards": go_backwards, "merge_mode": merge_mode}
     if name.endswith(".keras"):
-        if reset_after is not None:
-            raise InteropError("reset_after= is only for .weights.h5 files; a .keras file records it per layer")
+        given = [k for k, v in stated.items() if v is not None] + (["assume_defaults"] if assume_defaults else [])
+        if given:
+            raise InteropError(f"{given} are only for .weights.h5 files; a .keras file records every option per layer")
         return _from_keras_archive(path, layers, batch_first, ignore_training_options)
     if name.endswith(".weights.h5"):
-        return _from_weights_file(path, layers, reset_after, batch_first)
+        del stated["reset_after"]
+        return _from_weights_file(path, layers, reset_after, batch_first, stated, assume_defaults)
     if name.endswith((".h5", ".hdf5")):
         raise InteropError(
             f"{path}: legacy Keras 2 HDF5 model files are not supported; load it in Keras and save it as "
@@ -163,7 +184,30 @@ def _has_datasets(group) -> bool:
     return bool(found)
 
 
-def _from_weights_file(path: Path, select, reset_after: bool | None, batch_first: bool) -> nn.Module:
+# What a .weights.h5 file does not record, with Keras' defaults (used only with assume_defaults=True).
+UNRECORDED_DEFAULTS = {"activation": "tanh", "recurrent_activation": "sigmoid", "go_backwards": False,
+                       "merge_mode": "concat"}
+
+
+def _unrecorded_options(path: Path, kinds: set[str], stated: dict, assume_defaults: bool) -> dict:
+    """The options the caller gave for a weights file; refuse if one that applies is missing."""
+    needed = ["activation", "recurrent_activation", "go_backwards"] + (["merge_mode"] if "Bidirectional" in kinds
+                                                                       else [])
+    if stated.get("merge_mode") is not None and "Bidirectional" not in kinds:
+        raise InteropError(f"merge_mode={stated['merge_mode']!r}: {path} holds no Bidirectional layer")
+    missing = [k for k in needed if stated.get(k) is None]
+    if missing and not assume_defaults:
+        example = ", ".join(f"{k}={UNRECORDED_DEFAULTS[k]!r}" for k in missing)
+        raise InteropError(
+            f"{path}: a .weights.h5 file does not record {', '.join(missing)}; pass them as the layers were built "
+            f"(Keras' defaults would be {example}), or assume_defaults=True to take Keras' defaults, or load a "
+            ".keras file, which records them"
+        )
+    return {k: stated[k] if stated.get(k) is not None else UNRECORDED_DEFAULTS[k] for k in needed}
+
+
+def _from_weights_file(path: Path, select, reset_after: bool | None, batch_first: bool, stated: dict,
+                       assume_defaults: bool) -> nn.Module:
     h5py = _h5py()
     try:
         f = h5py.File(path, "r")
@@ -204,6 +248,7 @@ def _from_weights_file(path: Path, select, reset_after: bool | None, batch_first
             chosen = sorted(entries, key=lambda e: e[1])
         if not chosen:
             raise InteropError(f"{path}: no GRU layers found")
+        options = _unrecorded_options(path, {e[0] for e in chosen}, stated, assume_defaults)
         plans, arrays = [], []
         for kind, _, key, name in chosen:
             where = f"{path}: layer {name!r} (group layers/{key})"
@@ -213,13 +258,26 @@ def _from_weights_file(path: Path, select, reset_after: bool | None, batch_first
                         if _has(group, p, where)]
             else:
                 dirs = [_vars(group, where, 0)]
-            plans.append(_plan_from_arrays(name, kind, key, dirs, reset_after, where))
+            plans.append(_plan_from_arrays(name, kind, key, dirs, reset_after, where, options))
             arrays.append(dirs)
+    backwards = options["go_backwards"]
+    if backwards and (len(plans) != 1 or plans[0].bidirectional):
+        raise InteropError(
+            f"{path}: go_backwards=True is supported for one plain GRU layer only (here: {[p.name for p in plans]}); "
+            "a stack of backwards layers reverses the sequence between layers, which one fastgru GRU does not"
+        )
+    for plan in plans:
+        plan.return_sequences = True  # a weights file does not say; the module returns every step anyway
     spec, weights = assemble(plans, arrays, batch_first=batch_first)
-    return build(spec, weights)
+    module = build(spec, weights)
+    if backwards:
+        from .keras_model import GoBackwards
+
+        return GoBackwards(module)
+    return module
 
 
-def _plan_from_arrays(name, kind, key, dirs, reset_after, where) -> KerasLayerPlan:
+def _plan_from_arrays(name, kind, key, dirs, reset_after, where, options: dict) -> KerasLayerPlan:
     """What a weights-only file tells about a layer: units, bias, and reset_after from the bias shape."""
     kernel, recurrent, bias = dirs[0]
     units = int(recurrent.shape[0])
@@ -239,4 +297,16 @@ def _plan_from_arrays(name, kind, key, dirs, reset_after, where) -> KerasLayerPl
                 f"{where}: reset_after={reset_after} was given but the bias shape {bias.shape} means "
                 f"reset_after={variant}"
             )
-    return KerasLayerPlan(name, kind, units=units, use_bias=bias is not None, reset_after=variant, h5_key=key)
+    config = {"units": units, "activation": options["activation"],
+              "recurrent_activation": options["recurrent_activation"], "go_backwards": False}
+    checked = check_gru_config(config, where)  # refuses activations fastgru lacks, by name
+    if kind == "Bidirectional" and options.get("merge_mode") != "concat":
+        raise InteropError(
+            f"{where}: merge_mode={options.get('merge_mode')!r} is not supported: fastgru concatenates the two "
+            "directions (merge_mode='concat')"
+        )
+    if kind == "Bidirectional" and options["go_backwards"]:
+        raise InteropError(f"{where}: go_backwards=True inside a Bidirectional layer is not supported")
+    return KerasLayerPlan(name, kind, units=units, use_bias=bias is not None, reset_after=variant, h5_key=key,
+                          gate_activation=checked["gate_activation"],
+                          candidate_activation=checked["candidate_activation"])
