@@ -18,6 +18,7 @@ from torch import nn
 
 from .keras_layout import (
     KERAS_HARD_SIGMOID,
+    RECURRENT_CLASSES,
     KerasLayerPlan,
     apply_trainable,
     assemble,
@@ -107,6 +108,12 @@ def from_keras(
                 f"from_keras: {type(obj).__name__} is a subclassed model without a layer list; pass its GRU "
                 "layers instead: from_keras([model.gru1, model.gru2])"
             )
+        if layers is None and _has_other_layers(config["layers"]):
+            if not batch_first:
+                raise InteropError("from_keras: a whole Keras model is batch-major; batch_first=False does not apply")
+            from .keras_model import convert_model
+
+            return convert_model(obj, ignore_training_options=ignore_training_options)
         functional = not isinstance(obj, keras.Sequential)
         plans = plan_stack(config["layers"], select=layers, functional=functional, **kw)
         objects = [obj.get_layer(p.name) for p in plans]
@@ -128,6 +135,11 @@ def from_keras(
     module = build(spec, weights)
     apply_trainable(module, spec, plans)
     return module
+
+
+def _has_other_layers(layers) -> bool:
+    """Whether a model holds layers beyond a GRU stack (then it converts as a whole model)."""
+    return any(layer.get("class_name") not in (*RECURRENT_CLASSES, "InputLayer", "Dropout") for layer in layers)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
