@@ -49,13 +49,13 @@ def gru_parameters(hidden_size: int, input_size: int = EMBEDDING_DIM) -> int:
 
 
 def dropout_for(train_chars: int) -> float:
-    """Dropout for a training text of `train_chars` characters: 0.5 below 100k, 0.1 from 10M, log-linear between."""
+    """Dropout for a training text of `train_chars` characters: 0.3 up to 100k, 0.1 from 10M, log-linear between."""
     if train_chars <= 100_000:
-        return 0.5
+        return 0.3
     if train_chars >= 10_000_000:
         return 0.1
     frac = (math.log10(train_chars) - 5) / 2
-    return round(0.5 - 0.4 * frac, 2)
+    return round(0.3 - 0.2 * frac, 2)
 
 
 def default_model_size(train_chars: int, time_limit: float | None) -> CharModelSize:

@@ -48,9 +48,9 @@ class CharTrainSettings:
         without improvement before the rate is halved; max_halvings: stop after this many halvings.
     """
 
-    seq_len: int = 100
-    batch_size: int = 32
-    lr: float = 3e-3
+    seq_len: int = 64
+    batch_size: int = 16
+    lr: float = 5e-3
     clip_norm: float = 1.0
     epochs: int = 100
     time_limit: float | None = None

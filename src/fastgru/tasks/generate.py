@@ -54,9 +54,9 @@ def train_char_model(
     num_layers: int | None = None,
     embedding_dim: int | None = None,
     dropout: float | None = None,
-    seq_len: int = 100,
-    batch_size: int = 32,
-    lr: float = 3e-3,
+    seq_len: int = 64,
+    batch_size: int = 16,
+    lr: float = 5e-3,
     epochs: int = 100,
     time_limit: float | None = None,
     patience: int | None = 12,
@@ -272,9 +272,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--embedding-dim", type=int, default=None, help="character embedding size (default 32)")
     p.add_argument("--dropout", type=float, default=None,
                    help="dropout before the output layer and between layers (default: sized to the text)")
-    p.add_argument("--seq-len", type=int, default=100, help="characters per truncated-BPTT chunk")
-    p.add_argument("--batch-size", type=int, default=32, help="parallel training streams")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam's initial learning rate")
+    p.add_argument("--seq-len", type=int, default=64, help="characters per truncated-BPTT chunk")
+    p.add_argument("--batch-size", type=int, default=16, help="parallel training streams")
+    p.add_argument("--lr", type=float, default=5e-3, help="Adam's initial learning rate")
     p.add_argument("--patience", type=int, default=12, help="stop after this many validations without gain")
     p.add_argument("--valid-frac", type=float, default=0.1, help="share of the text for validation")
     p.add_argument("--test-frac", type=float, default=0.1, help="share held out for the test (without --test-data)")
