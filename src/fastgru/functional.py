@@ -393,6 +393,34 @@ def draw_masks(
     return masks
 
 
+def _weights_match(weights: Sequence[Weights], input: Tensor) -> bool:
+    """Every weight shares the input's dtype and device (the cheap test before check_weights words an error)."""
+    dtype, device = input.dtype, input.device
+    return all(w is None or (w.dtype == dtype and w.device == device) for group in weights for w in group)
+
+
+def autocast_bf16(x: Tensor) -> bool:
+    """Whether a float32 CPU call runs under torch.autocast("cpu", dtype=torch.bfloat16): the CPU kernel
+    then does its products in bf16 and keeps the state and the sums in float32."""
+    return (x.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
+def _infer_stack(x: Tensor, hx: Tensor, weights: Sequence[Weights], num_layers: int, bidirectional: bool,
+                 reset_after: bool) -> tuple[Tensor, Tensor] | None:
+    """Inference of the whole stack in one call of the CPU kernel (no autograd, plain cell, no lengths), or
+    None where it does not apply (not a float CPU tensor, no kernel, torch.compile tracing: the custom op
+    path is the traceable one). At T=1 a call is mostly per-layer Python work, which this skips."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling():
+        return None
+    ext = cpu_backend.load()
+    if ext is None:
+        return None
+    params = [w for group in weights for w in group]
+    output, h_n = ext.infer(x, hx, params, num_layers, bidirectional, reset_after, autocast_bf16(x))
+    return output, h_n
+
+
 def weight_names(num_layers: int, bidirectional: bool, bias: bool = True) -> list[str]:
     """torch.nn.GRU's parameter names per layer-direction, comma-joined (w_ih, w_hh, b_ih, b_hh)."""
     names = []
@@ -446,7 +474,8 @@ def gru(
     hidden_size = weights[0][1].shape[1]
     check_input(input, input_size, batch_first)
     has_bias = weights[0][2] is not None
-    check_weights(weights, input, weight_names(num_layers, bidirectional, has_bias))
+    if not _weights_match(weights, input):  # names are built only to word the error
+        check_weights(weights, input, weight_names(num_layers, bidirectional, has_bias))
     x = input.transpose(0, 1) if batch_first else input
     T, B = x.shape[0], x.shape[1]
     if hx is None:
@@ -470,6 +499,15 @@ def gru(
             cell = dataclasses.replace(cell, zoneout=zoneout)
     if masks is not None and len(masks) != num_layers * dirs:
         raise ValueError(f"masks: expected {num_layers * dirs} LayerMasks (layers x directions), got {len(masks)}")
+    if (masks is None and lengths is None and layer_norms is None and cell.plain and not (training and dropout > 0)
+            and backend in ("auto", "cpu") and not _needs_grad(x, hx, *(w for group in weights for w in group))):
+        stacked = _infer_stack(x, hx, weights, num_layers, bidirectional, reset_after)
+        if stacked is not None:
+            output, h_n = stacked
+            output = output.transpose(0, 1) if batch_first else output
+            if check_finite_values:
+                check_finite(output, "output (the input was finite: the weights or the recurrence overflowed)")
+            return output, h_n
 
     finals = []
     layer_in = x

@@ -145,12 +145,14 @@ def release_workspace() -> None:
         _module.release_buffers()
 
 
-def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, reuse: bool = False) -> Tensor:
+def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, reuse: bool = False, bf16: bool = False) -> Tensor:
     """Input projections of all steps, (T, B, I) -> (T, B, 3H), in a buffer from the kernel's cache.
 
     reuse=True (inference calls) writes into the per-thread workspace; training calls take a fresh
     buffer that is freed before backward runs, so the workspace never adds to training's peak memory.
     """
+    if bf16:  # the product in bf16 (oneDNN), the result in float32
+        return load().project(x, w_ih, b_ih, True)
     T, B, I = x.shape
     G = w_ih.shape[0]
     if reuse:
@@ -181,16 +183,18 @@ def recurrence_forward(
     ln_gain: Tensor | None = None,
     gi_gain: Tensor | None = None,
     gi_bias: Tensor | None = None,
+    bf16: bool = False,
 ) -> tuple[Tensor, ...]:
     """gi_gain / gi_bias: layer-normalise each row of gi (the raw projections) in the loop; the cell reads
-    xhat * gi_gain + gi_bias. Saving, gi's rows become xhat in place and a third output holds rstd (T*B,)."""
+    xhat * gi_gain + gi_bias. Saving, gi's rows become xhat in place and a third output holds rstd (T*B,).
+    bf16: the step products in bf16 (torch.autocast on the CPU), state and sums in float32."""
     ext = load()
     if gi_gain is not None and not gi.is_contiguous():
         raise ValueError("gi must be contiguous when the kernel normalises it in place")
     buf, gates, gi_rstd = ext.forward(
         gi.contiguous(), h0.contiguous(), w_hh.contiguous(), _contig(b_hh), _contig(lengths),
         reset_after, reverse, save, *_options(rec_mask, zone_mask, spec), _contig(ln_gain),
-        _contig(gi_gain), _contig(gi_bias),
+        _contig(gi_gain), _contig(gi_bias), bf16,
     )
     return (buf, gates) if gi_gain is None else (buf, gates, gi_rstd)
 
@@ -209,6 +213,7 @@ def recurrence_backward(
     spec: CellSpec = PLAIN,
     ln_gain: Tensor | None = None,
     gi_norm: tuple[Tensor, Tensor, Tensor] | None = None,
+    bf16: bool = False,
 ) -> tuple[Tensor | None, ...]:
     """gi_norm: (xhat, rstd, gain) of the input norm that forward applied; dgi then is the gradient of the
     raw projections. Returns (dgi, dgh_n, dh0, dgh_pre, d ln_gain, d gain_ih, bias sums), None where absent
@@ -217,5 +222,5 @@ def recurrence_backward(
     xhat, rstd, gain = gi_norm if gi_norm is not None else (None, None, None)
     return tuple(ext.backward(
         dbuf.contiguous(), buf, gates, w_hh.contiguous(), _contig(lengths), reset_after, reverse,
-        *_options(rec_mask, zone_mask, spec), _contig(ln_gain), _contig(xhat), _contig(rstd), _contig(gain),
+        *_options(rec_mask, zone_mask, spec), _contig(ln_gain), _contig(xhat), _contig(rstd), _contig(gain), bf16,
     ))

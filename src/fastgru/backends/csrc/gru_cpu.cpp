@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 #include <type_traits>
@@ -21,6 +22,7 @@
 #include <cstdlib>
 #include <string>
 #include <cstdint>
+#include <cstring>
 
 extern "C" {
 // MKL / OpenBLAS Fortran entry points, exported by libtorch_cpu.
@@ -101,36 +103,167 @@ class SmallGemmThreads {
 
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kBMatrix = 162, kPacked = 151;
 
-// C[M,N] = A[M,K] @ op(W) + beta*C for a fixed W reused over many calls (packed when possible).
+// C[M,N] = A[M,K] @ W^T (+ beta*C) with W (N,K) row-major, for a few rows: dot products over contiguous
+// rows of A and W, four rows of W at a time (four accumulators in registers, W read once per row of A).
+template <typename T>
+void small_gemm_nt(int M, int N, int K, const T* A, int lda, const T* W, int ldw, T beta, T* C, int ldc) {
+  int n = 0;
+  for (; n + 4 <= N; n += 4) {
+    const T* w0 = W + static_cast<int64_t>(n) * ldw;
+    const T* w1 = w0 + ldw;
+    const T* w2 = w1 + ldw;
+    const T* w3 = w2 + ldw;
+    for (int m = 0; m < M; ++m) {
+      const T* a = A + static_cast<int64_t>(m) * lda;
+      T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+      for (int k = 0; k < K; ++k) {
+        s0 += a[k] * w0[k];
+        s1 += a[k] * w1[k];
+        s2 += a[k] * w2[k];
+        s3 += a[k] * w3[k];
+      }
+      T* c = C + static_cast<int64_t>(m) * ldc + n;
+      if (beta == T(0)) {
+        c[0] = s0, c[1] = s1, c[2] = s2, c[3] = s3;
+      } else {
+        c[0] = beta * c[0] + s0, c[1] = beta * c[1] + s1, c[2] = beta * c[2] + s2, c[3] = beta * c[3] + s3;
+      }
+    }
+  }
+  for (; n < N; ++n) {
+    const T* w0 = W + static_cast<int64_t>(n) * ldw;
+    for (int m = 0; m < M; ++m) {
+      const T* a = A + static_cast<int64_t>(m) * lda;
+      T s0 = 0;
+#pragma omp simd reduction(+ : s0)
+      for (int k = 0; k < K; ++k) s0 += a[k] * w0[k];
+      T* c = C + static_cast<int64_t>(m) * ldc + n;
+      *c = beta == T(0) ? s0 : beta * *c + s0;
+    }
+  }
+}
+
+// C[M,N] = A[M,K] @ W (+ beta*C) with W (K,N) row-major, for a few rows: each row of W scaled by a[k] and
+// added to 64 output columns held in registers (contiguous, fully vectorised, no horizontal sums).
+template <typename T>
+void small_gemm_nn(int M, int N, int K, const T* A, int lda, const T* W, int ldw, T beta, T* C, int ldc) {
+  constexpr int kTile = 64;
+  for (int m = 0; m < M; ++m) {
+    const T* a = A + static_cast<int64_t>(m) * lda;
+    T* c = C + static_cast<int64_t>(m) * ldc;
+    for (int n0 = 0; n0 < N; n0 += kTile) {
+      const int width = std::min(kTile, N - n0);
+      T acc[kTile];
+      for (int j = 0; j < width; ++j) acc[j] = beta == T(0) ? T(0) : beta * c[n0 + j];
+      if (width == kTile) {
+        for (int k = 0; k < K; ++k) {
+          const T ak = a[k];
+          const T* w = W + static_cast<int64_t>(k) * ldw + n0;
+#pragma omp simd
+          for (int j = 0; j < kTile; ++j) acc[j] += ak * w[j];
+        }
+      } else {
+        for (int k = 0; k < K; ++k) {
+          const T ak = a[k];
+          const T* w = W + static_cast<int64_t>(k) * ldw + n0;
+#pragma omp simd
+          for (int j = 0; j < width; ++j) acc[j] += ak * w[j];
+        }
+      }
+      for (int j = 0; j < width; ++j) c[n0 + j] = acc[j];
+    }
+  }
+}
+
+// Which code computes a step's recurrent product. Why each (measured on a 2-core AVX-512 machine, see
+// docs/cpu.md): a BLAS call costs about a microsecond before any arithmetic, which is most of a step when
+// the batch is a few rows and W_hh fits in L2, so there our own loops run (kSmall). MKL's packed format
+// saves re-packing W_hh at every step but packing is one pass over W_hh: it pays only over several steps
+// (kPacked from kPackMinSteps on). bf16 (autocast): the product in bf16 through oneDNN, fp32 around it.
+enum class GemmKind { kBlas, kSmall, kPacked, kBf16 };
+constexpr int kSmallRows = 4;                // rows (batch) up to which kSmall may serve
+constexpr int64_t kSmallWeights = 3 * 128 * 128;  // W values up to which kSmall serves (192 KiB of fp32)
+constexpr int64_t kPackMinSteps = 8;
+
+// C[M,N] = A[M,K] @ op(W) + beta*C for a fixed W reused over `steps` calls. w16: W in bf16, same layout
+// (defined only for bf16 autocast runs; float only).
 template <typename T>
 class RecurrentGemm {
  public:
-  RecurrentGemm(int M, int N, int K, const T* W, int ldw, bool w_transposed)
+  RecurrentGemm(int M, int N, int K, const T* W, int ldw, bool w_transposed, int64_t steps,
+                const at::Tensor& w16 = at::Tensor())
       : M_(M), N_(N), K_(K), W_(W), ldw_(ldw), wt_(w_transposed) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    if constexpr (std::is_same_v<T, float>) {
+      if (w16.defined()) {  // w16 (N, K) for W^T, (K, N) otherwise, possibly a strided slice
+        kind_ = GemmKind::kBf16;
+        w16_ = w_transposed ? w16.t() : w16;
+        a16_ = at::empty({M, K}, w16.options());
+        c16_ = at::empty({M, N}, w16.options());
+        return;
+      }
+    }
+    if (M <= kSmallRows && static_cast<int64_t>(N) * K <= kSmallWeights) {
+      kind_ = GemmKind::kSmall;
+      return;
+    }
     if constexpr (std::is_same_v<T, float>) {
       const PackedApi& api = packed_api();
-      if (api.ok() && M > 0 && N > 0 && K > 0) {
-        packed_.resize(api.get_size(kBMatrix, M, N, K) / sizeof(float) + 1);
-        api.pack(kRowMajor, kBMatrix, wt_ ? kTrans : kNoTrans, M, N, K, 1.0f, W, ldw, packed_.data());
+      if (api.ok() && steps >= kPackMinSteps) {
+        kind_ = GemmKind::kPacked;
+        // uninitialised: pack writes all of it (a value-initialised vector cost a memset per call)
+        packed_.reset(new float[api.get_size(kBMatrix, M, N, K) / sizeof(float) + 1]);
+        api.pack(kRowMajor, kBMatrix, wt_ ? kTrans : kNoTrans, M, N, K, 1.0f, W, ldw, packed_.get());
       }
     }
   }
   void operator()(const T* A, int lda, T beta, T* C, int ldc) const {
-    if constexpr (std::is_same_v<T, float>) {
-      if (!packed_.empty()) {
-        packed_api().compute(kRowMajor, kNoTrans, kPacked, M_, N_, K_, A, lda, packed_.data(), N_, beta, C, ldc);
+    if (M_ <= 0 || N_ <= 0) return;
+    switch (kind_) {
+      case GemmKind::kSmall:
+        if (wt_) small_gemm_nt<T>(M_, N_, K_, A, lda, W_, ldw_, beta, C, ldc);
+        else small_gemm_nn<T>(M_, N_, K_, A, lda, W_, ldw_, beta, C, ldc);
         return;
-      }
+      case GemmKind::kPacked:
+        if constexpr (std::is_same_v<T, float>)
+          packed_api().compute(kRowMajor, kNoTrans, kPacked, M_, N_, K_, A, lda, packed_.get(), N_, beta, C, ldc);
+        return;
+      case GemmKind::kBf16:
+        if constexpr (std::is_same_v<T, float>) bf16_product(A, lda, beta, C, ldc);
+        return;
+      case GemmKind::kBlas:
+        gemm_rm<T>(M_, N_, K_, A, lda, W_, ldw_, wt_, beta, C, ldc);
     }
-    gemm_rm<T>(M_, N_, K_, A, lda, W_, ldw_, wt_, beta, C, ldc);
   }
 
  private:
+  // A rounded to bf16, the product in bf16 (oneDNN accumulates in fp32), added to C in fp32.
+  void bf16_product(const float* A, int lda, float beta, float* C, int ldc) const {
+    c10::BFloat16* a = a16_.data_ptr<c10::BFloat16>();
+    for (int m = 0; m < M_; ++m)
+      for (int k = 0; k < K_; ++k) a[static_cast<int64_t>(m) * K_ + k] = c10::BFloat16(A[static_cast<int64_t>(m) * lda + k]);
+    at::Tensor out = c16_;
+    at::mm_out(out, a16_, w16_);
+    const c10::BFloat16* o = c16_.data_ptr<c10::BFloat16>();
+    for (int m = 0; m < M_; ++m) {
+      float* c = C + static_cast<int64_t>(m) * ldc;
+      const c10::BFloat16* om = o + static_cast<int64_t>(m) * N_;
+      if (beta == 0.0f) {
+        for (int n = 0; n < N_; ++n) c[n] = static_cast<float>(om[n]);
+      } else {
+        for (int n = 0; n < N_; ++n) c[n] = beta * c[n] + static_cast<float>(om[n]);
+      }
+    }
+  }
+
   int M_, N_, K_;
   const T* W_;
   int ldw_;
   bool wt_;
-  std::vector<float> packed_;
+  GemmKind kind_ = GemmKind::kBlas;
+  std::unique_ptr<float[]> packed_;
+  at::Tensor w16_, a16_, c16_;
 };
 
 // Activations, selected at compile time so the inner loops vectorise. Derivatives are taken from the
@@ -387,8 +520,8 @@ inline void ra_backward_row(const Cell<T>& c, int64_t H, T* dd, const T* dy, con
 // Forward of one layer-direction. With recurrent dropout the cell sees hm = h_{t-1} * mask (Keras'
 // recurrent_dropout semantics); zoneout then mixes h_t = k * h_{t-1} + (1 - k) * cell(hm).
 template <typename T, int GA, int CA>
-void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c, bool reset_after, bool save,
-                  at::Tensor& buf, at::Tensor& gates, const Slots& s) {
+void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const at::Tensor& w16, const Cell<T>& c,
+                  bool reset_after, bool save, at::Tensor& buf, at::Tensor& gates, const Slots& s) {
   const int64_t B = gi.size(1), H = w_hh.size(1), G3 = 3 * H;
   T* gi_p = gi.data_ptr<T>();  // with an input norm and save, its rows become xhat in place
   const T* w = w_hh.data_ptr<T>();
@@ -430,9 +563,11 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
     return o;
   };
   const SmallGemmThreads threads(2.0 * B * G3 * H);
-  const RecurrentGemm<T> gemm_all(reset_after ? B : 0, G3, H, w, H, true);          // h @ W_hh^T
-  const RecurrentGemm<T> gemm_rz(reset_after ? 0 : B, 2 * H, H, w, H, true);         // h @ W_hr,hz^T
-  const RecurrentGemm<T> gemm_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, true);  // (r*h) @ W_hn^T
+  // w16: W_hh in bf16 (autocast) or undefined
+  auto rows16 = [&](int64_t r0, int64_t r1) { return w16.defined() ? w16.narrow(0, r0, r1 - r0) : at::Tensor(); };
+  const RecurrentGemm<T> gemm_all(reset_after ? B : 0, G3, H, w, H, true, s.T, rows16(0, G3));  // h @ W_hh^T
+  const RecurrentGemm<T> gemm_rz(reset_after ? 0 : B, 2 * H, H, w, H, true, s.T, rows16(0, 2 * H));  // h @ W_hr,hz^T
+  const RecurrentGemm<T> gemm_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, true, s.T, rows16(2 * H, G3));
 
   for (int64_t i = 0; i < s.T; ++i) {
     const int64_t t = s.step(i);
@@ -527,7 +662,7 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const Cell<T>& c
 // BPTT of one layer-direction: walks t = T-1..0 carrying dh; writes the per-step gate gradients.
 template <typename T, int GA, int CA>
 void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tensor& gates,
-                   const at::Tensor& w_hh, const Cell<T>& c, bool reset_after, at::Tensor& dgi,
+                   const at::Tensor& w_hh, const at::Tensor& w16, const Cell<T>& c, bool reset_after, at::Tensor& dgi,
                    at::Tensor& dgh_n, at::Tensor& dh0, at::Tensor& dgh_pre, at::Tensor& dgain_parts,
                    at::Tensor& in_parts, const Slots& s) {
   const int64_t B = buf.size(1), H = buf.size(2), G3 = 3 * H;
@@ -587,9 +722,10 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   T* dcell = dc_t.data_ptr<T>();
   T* tmp = tmp_t.data_ptr<T>();
   const SmallGemmThreads threads(2.0 * B * G3 * H);
-  const RecurrentGemm<T> back_all(reset_after ? B : 0, H, G3, w, H, false);          // dG @ W_hh
-  const RecurrentGemm<T> back_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, false);  // dA_n @ W_hn
-  const RecurrentGemm<T> back_rz(reset_after ? 0 : B, H, 2 * H, w, H, false);        // dA_rz @ W_hr,hz
+  auto rows16 = [&](int64_t r0, int64_t r1) { return w16.defined() ? w16.narrow(0, r0, r1 - r0) : at::Tensor(); };
+  const RecurrentGemm<T> back_all(reset_after ? B : 0, H, G3, w, H, false, s.T, rows16(0, G3));  // dG @ W_hh
+  const RecurrentGemm<T> back_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, false, s.T, rows16(2 * H, G3));
+  const RecurrentGemm<T> back_rz(reset_after ? 0 : B, H, 2 * H, w, H, false, s.T, rows16(0, 2 * H));
 
   // no masks, zoneout or lengths (a recurrent layer norm allowed): the fused single-pass step below
   const bool plain = !c.zoneout() && !c.len && !c.rec_mask;
@@ -864,6 +1000,12 @@ at::Tensor bernoulli_mask(const std::vector<int64_t>& sizes, double p, int64_t s
   return mask;
 }
 
+// W_hh in bf16 for the step products of a bf16 (autocast) run; undefined otherwise. Only float32 runs use
+// it: a float64 model under autocast stays in float64.
+at::Tensor bf16_weight(const at::Tensor& w_hh, bool bf16) {
+  return bf16 && w_hh.scalar_type() == at::kFloat ? w_hh.to(at::kBFloat16) : at::Tensor();
+}
+
 void check_inputs(const at::Tensor& a, const char* name) {
   TORCH_CHECK(a.device().is_cpu(), name, " must be a CPU tensor");
   TORCH_CHECK(a.is_contiguous(), name, " must be contiguous");
@@ -926,17 +1068,21 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
                                 const c10::optional<at::Tensor>& zone_mask, double zone_p, int64_t gate_act,
                                 int64_t cand_act, double hs_alpha, double hs_beta,
                                 const c10::optional<at::Tensor>& ln_gain, const c10::optional<at::Tensor>& gi_gain,
-                                const c10::optional<at::Tensor>& gi_bias) {
+                                const c10::optional<at::Tensor>& gi_bias, bool bf16) {
   check_inputs(gi, "gi");
   check_inputs(h0, "h0");
   check_inputs(w_hh, "w_hh");
+  TORCH_CHECK(h0.scalar_type() == gi.scalar_type() && w_hh.scalar_type() == gi.scalar_type(),
+              "gi, h0 and w_hh must share a dtype");
   const int64_t T = gi.size(0), B = gi.size(1), H = w_hh.size(1);
   at::Tensor buf = empty_cached({T + 1, B, H}, gi.options());
   const bool layer_norm = ln_gain.has_value() && ln_gain->defined();
   at::Tensor gates = save ? empty_cached({T, B, saved_width(reset_after, layer_norm, H)}, gi.options())
                           : at::empty({0}, gi.options());
   const Slots s{T, reverse};
-  buf.select(0, reverse ? T : 0).copy_(h0);
+  std::memcpy(static_cast<char*>(buf.data_ptr()) + (reverse ? T : 0) * B * H * buf.element_size(), h0.data_ptr(),
+              B * H * buf.element_size());
+  const at::Tensor w16 = bf16_weight(w_hh, bf16);
   const bool input_norm = gi_gain.has_value() && gi_gain->defined();
   at::Tensor gi_rstd = input_norm && save ? at::empty({T * B}, gi.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(gi.scalar_type(), "fastgru_forward", [&] {
@@ -950,7 +1096,7 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
                                            in_gain ? in_bias.data_ptr<scalar_t>() : nullptr);
     c.gi_rstd = gi_rstd.defined() ? gi_rstd.data_ptr<scalar_t>() : nullptr;
     dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
-      forward_impl<scalar_t, GA, CA>(gi, w_hh, c, reset_after, save, buf, gates, s);
+      forward_impl<scalar_t, GA, CA>(gi, w_hh, w16, c, reset_after, save, buf, gates, s);
     });
   });
   return {buf, gates, gi_rstd};  // gi_rstd undefined (None) unless an input norm was saved
@@ -962,7 +1108,8 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
                                  const c10::optional<at::Tensor>& zone_mask, double zone_p, int64_t gate_act,
                                  int64_t cand_act, double hs_alpha, double hs_beta,
                                  const c10::optional<at::Tensor>& ln_gain, const c10::optional<at::Tensor>& in_xhat,
-                                 const c10::optional<at::Tensor>& in_rstd, const c10::optional<at::Tensor>& in_gain) {
+                                 const c10::optional<at::Tensor>& in_rstd, const c10::optional<at::Tensor>& in_gain,
+                                 bool bf16) {
   check_inputs(dbuf, "dbuf");
   check_inputs(buf, "buf");
   check_inputs(gates, "gates");
@@ -981,6 +1128,7 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   at::Tensor dgain_parts = layer_norm ? at::zeros({max_threads, 3 * H}, buf.options()) : at::empty({0}, buf.options());
   const int64_t in_width = 6 * H + (reset_after ? H : 0);  // input gain's gradient, then the bias sums
   at::Tensor in_parts = input_norm ? at::zeros({max_threads, in_width}, buf.options()) : at::Tensor();
+  const at::Tensor w16 = bf16_weight(w_hh, bf16);
   AT_DISPATCH_FLOATING_TYPES(buf.scalar_type(), "fastgru_backward", [&] {
     Cell<scalar_t> c =
         make_cell<scalar_t>(nullptr, lengths, rec_mask, zone_mask, zone_p, hs_alpha, hs_beta, ln_gain,
@@ -988,7 +1136,7 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
     c.in_xhat = optional_ptr<scalar_t>(in_xhat, "in_xhat");
     c.in_rstd = optional_ptr<scalar_t>(in_rstd, "in_rstd");
     dispatch_activations(gate_act, cand_act, [&]<int GA, int CA>() {
-      backward_impl<scalar_t, GA, CA>(dbuf, buf, gates, w_hh, c, reset_after, dgi, dgh_n, dh0, dgh_pre,
+      backward_impl<scalar_t, GA, CA>(dbuf, buf, gates, w_hh, w16, c, reset_after, dgi, dgh_n, dh0, dgh_pre,
                                       dgain_parts, in_parts, Slots{T, reverse});
     });
   });
@@ -997,6 +1145,61 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   return {dgi, dgh_n, dh0, layer_norm ? dgh_pre : at::Tensor(), layer_norm ? dgain_parts.sum(0) : at::Tensor(),
           input_norm ? in_sums.narrow(0, 0, 3 * H).clone() : at::Tensor(),  // separate storage: no aliasing
           input_norm ? in_sums.narrow(0, 3 * H, in_width - 3 * H).clone() : at::Tensor()};
+}
+
+// Input projections of all steps, x (T, B, I) -> (T, B, 3H) = x @ W_ih^T + b_ih, as one GEMM into a buffer
+// from the cache. bf16 (autocast, float32 only): the product in bf16 through oneDNN, the sum with the bias
+// and the result in float32.
+at::Tensor project(const at::Tensor& x, const at::Tensor& w_ih, const c10::optional<at::Tensor>& b_ih, bool bf16) {
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), G = w_ih.size(0);
+  const at::Tensor x2 = x.reshape({T * B, I});
+  at::Tensor gi = empty_cached({T * B, G}, x.options());
+  const bool has_bias = b_ih.has_value() && b_ih->defined();
+  if (bf16 && x.scalar_type() == at::kFloat) {
+    const at::Tensor p = at::mm(x2.to(at::kBFloat16), w_ih.to(at::kBFloat16).t());
+    if (has_bias) at::add_out(gi, p, *b_ih);
+    else gi.copy_(p);
+  } else if (has_bias) {
+    at::addmm_out(gi, *b_ih, x2, w_ih.t());
+  } else {
+    at::mm_out(gi, x2, w_ih.t());
+  }
+  return gi.view({T, B, G});
+}
+
+// Inference of a whole stacked GRU in one call (no autograd; plain cell, no lengths): per layer and
+// direction the input projection (one GEMM over all T*B rows) and the recurrence, directions side by side
+// as torch.nn.GRU. Why one call: at T=1 a call is mostly per-layer Python work, not arithmetic.
+// x (T, B, I) time-major; hx (L*D, B, H) or None (zeros); params: w_ih, w_hh, b_ih, b_hh per
+// layer-direction (biases may be None). Returns {output (T, B, D*H), h_n (L*D, B, H)}.
+std::vector<at::Tensor> infer(const at::Tensor& x, const c10::optional<at::Tensor>& hx,
+                              const std::vector<c10::optional<at::Tensor>>& params, int64_t num_layers,
+                              bool bidirectional, bool reset_after, bool bf16) {
+  at::NoGradGuard no_grad;
+  const int64_t D = bidirectional ? 2 : 1, T = x.size(0), B = x.size(1);
+  TORCH_CHECK(x.dim() == 3 && static_cast<int64_t>(params.size()) == 4 * num_layers * D && params[1].has_value(),
+              "infer: x (T, B, I) and 4 parameters per layer-direction expected");
+  const int64_t H = params[1]->size(1);
+  const at::Tensor h0 = hx.has_value() && hx->defined() ? hx->contiguous()
+                                                         : at::zeros({num_layers * D, B, H}, x.options());
+  TORCH_CHECK(h0.dim() == 3 && h0.size(0) == num_layers * D && h0.size(1) == B && h0.size(2) == H,
+              "infer: hx must be (num_layers * directions, B, H)");
+  at::Tensor layer_in = x.contiguous();
+  std::vector<at::Tensor> finals;
+  for (int64_t l = 0; l < num_layers; ++l) {
+    std::vector<at::Tensor> outs;
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t k = l * D + d;
+      const at::Tensor gi = project(layer_in, *params[4 * k], params[4 * k + 2], bf16);
+      const at::Tensor buf = forward(gi, h0.select(0, k), params[4 * k + 1]->contiguous(), params[4 * k + 3],
+                                     c10::nullopt, reset_after, d == 1, false, c10::nullopt, c10::nullopt, 0.0,
+                                     kSigmoid, kTanh, 0.2, 0.5, c10::nullopt, c10::nullopt, c10::nullopt, bf16)[0];
+      outs.push_back(buf.narrow(0, d == 1 ? 0 : 1, T));
+      finals.push_back(buf.select(0, d == 1 ? 0 : T));
+    }
+    layer_in = D == 1 ? outs[0] : at::cat(outs, 2);
+  }
+  return {layer_in, at::stack(finals)};
 }
 
 // Layer norm over each row of v (rows, N), in place, with the kernel's epsilon (kLnEps): v <- xhat
@@ -1291,6 +1494,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cached_buffer_bytes", [] { return BufferCache::instance().cached_bytes(); },
         "Bytes held by the buffer cache in free blocks");
   m.def("forward", &forward, "GRU recurrence forward (fused CPU)");
+  m.def("project", &project, "Input projections of all steps, (T, B, I) -> (T, B, 3H), one GEMM");
+  m.def("infer", &infer, "Inference of a whole stacked GRU: (x, hx, params, layers, bidirectional, reset_after, bf16)");
   m.def("backward", &backward, "GRU recurrence backward / BPTT (fused CPU)");
   m.def("step", &step, "One streaming time step of a stacked GRU (inference)");
   m.def("norm_rows", &norm_rows, "Row-wise layer norm in place (input projections of a LayerNormGRU)");
