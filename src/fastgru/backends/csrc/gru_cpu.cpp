@@ -1266,39 +1266,48 @@ std::vector<at::Tensor> norm_rows_backward(at::Tensor& dy, const at::Tensor& xha
   return {partial.select(1, 0).sum(0), partial.select(1, 1).sum(0)};  // two separate tensors
 }
 
-// C[b, :] = A[b, :] @ WT for a few rows, WT (K, N) row-major: axpy over contiguous rows of WT, which
-// vectorises fully (no horizontal sums) and skips a BLAS call's fixed cost at streaming sizes.
+// C[b, n] = A[b, :] . W[n, :] for a few rows b, W (N, K) row-major as the parameter is stored: dot products
+// over contiguous rows of W, four rows at a time (independent accumulators), which skips a BLAS call's fixed
+// cost at streaming sizes. Reading the parameter itself (no transposed copy) means no cached form of a
+// weight can ever be stale, whatever way the user changed it (in-place changes through .data included).
 template <typename T>
-void small_rows_gemm(int64_t B, int64_t N, int64_t K, const T* A, const T* WT, int64_t ldw, T* C, int64_t ldc) {
-  constexpr int64_t kTile = 64;  // output columns kept in registers while k runs (8 AVX2 registers of fp32)
+void small_rows_gemm_nt(int64_t B, int64_t N, int64_t K, const T* A, const T* W, int64_t ldw, T* C, int64_t ldc) {
   for (int64_t b = 0; b < B; ++b) {
     const T* a = A + b * K;
     T* c = C + b * ldc;
-    for (int64_t n0 = 0; n0 < N; n0 += kTile) {
-      const int64_t width = std::min(kTile, N - n0);
-      T acc[kTile] = {};
-      if (width == kTile) {
-        for (int64_t k = 0; k < K; ++k) {
-          const T ak = a[k];
-          const T* w = WT + k * ldw + n0;
-#pragma omp simd
-          for (int64_t j = 0; j < kTile; ++j) acc[j] += ak * w[j];
-        }
-      } else {
-        for (int64_t k = 0; k < K; ++k) {
-          const T ak = a[k];
-          const T* w = WT + k * ldw + n0;
-          for (int64_t j = 0; j < width; ++j) acc[j] += ak * w[j];
-        }
+    int64_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+      const T* w0 = W + n * ldw;
+      const T* w1 = w0 + ldw;
+      const T* w2 = w1 + ldw;
+      const T* w3 = w2 + ldw;
+      T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+      for (int64_t k = 0; k < K; ++k) {
+        const T ak = a[k];
+        s0 += ak * w0[k];
+        s1 += ak * w1[k];
+        s2 += ak * w2[k];
+        s3 += ak * w3[k];
       }
-      for (int64_t j = 0; j < width; ++j) c[n0 + j] = acc[j];
+      c[n] = s0;
+      c[n + 1] = s1;
+      c[n + 2] = s2;
+      c[n + 3] = s3;
+    }
+    for (; n < N; ++n) {
+      const T* w = W + n * ldw;
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t k = 0; k < K; ++k) s += a[k] * w[k];
+      c[n] = s;
     }
   }
 }
 
 // One time step of a stacked unidirectional GRU for streaming inference (no autograd): layer by layer,
-// x_l @ W_ih^T and h @ W_hh^T, then the fused cell. weights: 4 per layer, the matrices TRANSPOSED
-// (W_ih^T (I, 3H), W_hh^T (H, 3H), b_ih, b_hh; zero biases for a bias-free layer). Writes (L, B, H).
+// x_l @ W_ih^T and h @ W_hh^T, then the fused cell. weights: 4 per layer, contiguous, in the parameters'
+// own layout (W_ih (3H, I), W_hh (3H, H), b_ih, b_hh; zero biases for a bias-free layer). Writes (L, B, H).
 // At batch 1-2 ("tiny") the products are our own register-tiled loops, split over hidden units: thread k
 // computes the r, z, n columns of its units [u0, u1) from both products and then those units' new state,
 // so no thread waits for another within a reset_after layer; the reset-before variant and each next layer
@@ -1326,14 +1335,15 @@ void step_impl(const at::Tensor& x, const at::Tensor& state, const std::vector<a
     const int64_t u0 = std::min(H, (per * k + kAlign - 1) / kAlign * kAlign);
     const int64_t u1 = k == nthreads - 1 ? H : std::min(H, (per * (k + 1) + kAlign - 1) / kAlign * kAlign);
     const int64_t nu = u1 - u0;
-    // C[:, block g of this thread's units] = A @ WT[:, same columns] for `blocks` gate blocks of H columns
-    auto product = [&](const T* A, int64_t K, const T* WT, T* C, int64_t blocks) {
+    // C[:, block g of this thread's units] = A @ W[same rows]^T for `blocks` gate blocks of H rows of W (N, K)
+    auto product = [&](const T* A, int64_t K, const T* W, T* C, int64_t blocks) {
       if (!tiny) {
-        gemm_rm<T>(B, blocks * H, K, A, K, WT, G3, false, T(0), C, G3);
+        gemm_rm<T>(B, blocks * H, K, A, K, W, K, true, T(0), C, G3);
         return;
       }
       if (nu <= 0) return;
-      for (int64_t g = 0; g < blocks; ++g) small_rows_gemm<T>(B, nu, K, A, WT + g * H + u0, G3, C + g * H + u0, G3);
+      for (int64_t g = 0; g < blocks; ++g)
+        small_rows_gemm_nt<T>(B, nu, K, A, W + (g * H + u0) * K, K, C + g * H + u0, G3);
     };
     const T* in = x.data_ptr<T>();
     int64_t in_size = I;
@@ -1355,7 +1365,7 @@ void step_impl(const at::Tensor& x, const at::Tensor& state, const std::vector<a
         if (nthreads > 1) {
 #pragma omp barrier
         }
-        product(rh, H, w + 2 * H, gh + 2 * H, 1);
+        product(rh, H, w + 2 * H * H, gh + 2 * H, 1);
       }
       const T keep = c0.zone_p;
       for (int64_t b = 0; b < B; ++b) {
@@ -1415,10 +1425,12 @@ at::Tensor step(const at::Tensor& x, const at::Tensor& state, const std::vector<
 }
 
 // A streaming stepper bound to one model's parameters (4 per layer: w_ih, w_hh, b_ih, b_hh; biases may be
-// None). It keeps the transposed weights the step kernel reads and rebuilds them whenever a parameter
-// changed in place (version counter) or had its storage replaced (data pointer), so they are never
-// stale; all per-call checks run here, so a Python caller pays for one call. Returns (state', y) or None
-// when the call does not fit (shape, dtype, device): the caller then takes the checked path.
+// None). It caches no form of any weight: every call reads the parameters as they are now (the step kernel
+// takes them in their own layout), so no change of a weight can go unseen, including in-place changes
+// through .data, which move neither the version counter nor the data pointer. All per-call checks run
+// here, so a Python caller pays for one call. Returns (state', y) or None when the call does not fit
+// (shapes, dtype, device, parameters changed to another shape, dtype or device): the caller then takes
+// the checked path.
 class Stepper {
  public:
   Stepper(std::vector<c10::optional<at::Tensor>> params, bool reset_after, double zone_p, int64_t gate_act,
@@ -1427,59 +1439,58 @@ class Stepper {
         cand_act_(cand_act), hs_alpha_(hs_alpha), hs_beta_(hs_beta) {
     TORCH_CHECK(!params_.empty() && params_.size() % 4 == 0, "Stepper: 4 parameters per layer expected");
     L_ = static_cast<int64_t>(params_.size()) / 4;
-    I_ = params_[0]->size(1);
-    H_ = params_[1]->size(1);
   }
 
   py::object call(const at::Tensor& x, const at::Tensor& state) {
-    const at::Tensor& w0 = *params_[0];
-    if (x.dim() != 2 || x.size(1) != I_ || state.dim() != 3 || state.size(0) != L_ || state.size(2) != H_ ||
-        state.size(1) != x.size(0) || !x.device().is_cpu() || !state.device().is_cpu() ||
-        x.scalar_type() != w0.scalar_type() || state.scalar_type() != w0.scalar_type() || !w0.device().is_cpu() ||
+    if (x.dim() != 2 || state.dim() != 3 || state.size(0) != L_ || state.size(1) != x.size(0) ||
+        !x.device().is_cpu() || !state.device().is_cpu() || state.scalar_type() != x.scalar_type() ||
         (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble))
       return py::none();
-    refresh();
+    if (!gather(x.size(1), state.size(2), x.scalar_type())) return py::none();
     at::Tensor out = step(x.contiguous(), state.contiguous(), weights_, reset_after_, zone_p_, gate_act_, cand_act_,
                           hs_alpha_, hs_beta_);
+    weights_.clear();  // hold no reference to a parameter's storage between calls
     return py::make_tuple(out, out.select(0, L_ - 1));
   }
 
  private:
-  void refresh() {
-    bool stale = weights_.empty();
-    for (size_t k = 0; k < params_.size() && !stale; ++k) {
-      if (!params_[k].has_value()) continue;
-      stale = params_[k]->_version() != versions_[k] || params_[k]->data_ptr() != pointers_[k] ||
-              params_[k]->scalar_type() != weights_[k].scalar_type();
-    }
-    if (!stale) return;
-    at::NoGradGuard no_grad;
+  // The parameters as they are now, contiguous, into weights_; false when one does not fit the call
+  // (device, dtype, shape): a parameter may have been given new data of any kind since construction.
+  bool gather(int64_t I, int64_t H, at::ScalarType dtype) {
     weights_.clear();
-    versions_.assign(params_.size(), 0);
-    pointers_.assign(params_.size(), nullptr);
+    weights_.reserve(params_.size());
     for (size_t k = 0; k < params_.size(); ++k) {
+      const int64_t layer = static_cast<int64_t>(k / 4), role = static_cast<int64_t>(k % 4);
       const auto& p = params_[k];
-      const int64_t role = static_cast<int64_t>(k % 4);
       if (!p.has_value()) {  // a bias-free layer: zero biases
-        weights_.push_back(at::zeros({3 * H_}, params_[k - role + 1]->options().requires_grad(false)));
+        weights_.push_back(zero_bias(H, dtype));
         continue;
       }
-      versions_[k] = p->_version();
-      pointers_[k] = p->data_ptr();
-      at::Tensor w = p->detach();
-      weights_.push_back(role < 2 ? w.t().contiguous() : w.contiguous());
+      const at::Tensor& t = *p;
+      if (!t.device().is_cpu() || t.scalar_type() != dtype) return false;
+      const int64_t in = layer == 0 ? I : H;
+      const bool fits = role >= 2 ? (t.dim() == 1 && t.size(0) == 3 * H)
+                                  : (t.dim() == 2 && t.size(0) == 3 * H && t.size(1) == (role == 0 ? in : H));
+      if (!fits) return false;
+      weights_.push_back(t.detach().contiguous());
     }
+    return true;
+  }
+
+  const at::Tensor& zero_bias(int64_t H, at::ScalarType dtype) {
+    if (!zeros_.defined() || zeros_.size(0) != 3 * H || zeros_.scalar_type() != dtype)
+      zeros_ = at::zeros({3 * H}, at::TensorOptions().dtype(dtype));
+    return zeros_;
   }
 
   std::vector<c10::optional<at::Tensor>> params_;
   std::vector<at::Tensor> weights_;
-  std::vector<int64_t> versions_;
-  std::vector<const void*> pointers_;
+  at::Tensor zeros_;  // constant zeros, not a form of any weight
   bool reset_after_;
   double zone_p_;
   int64_t gate_act_, cand_act_;
   double hs_alpha_, hs_beta_;
-  int64_t L_ = 0, I_ = 0, H_ = 0;
+  int64_t L_ = 0;
 };
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
