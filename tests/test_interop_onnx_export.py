@@ -6,6 +6,9 @@ inputs, and the exported graph is run on other shapes than it was traced with.
 """
 
 import logging
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -172,3 +175,20 @@ def test_unknown_op_arguments_are_refused():
     with pytest.raises(InteropError, match="mask"):
         node_plan({**base, "mask": np.ones(2)}, is_none=lambda v: v is None)
     assert node_plan({**base, "mask": None}, is_none=lambda v: v is None)["direction"] == "forward"
+
+
+def test_dynamo_translation_registered_whatever_the_import_order():
+    """fastgru imported after torch's dynamo exporter registers at once (before: on the exporter's load)."""
+    pytest.importorskip("onnxscript", reason="torch.onnx.export(dynamo=True) needs onnxscript (fastgru[interop])")
+    code = (
+        "import warnings; warnings.simplefilter('error')\n"
+        "from torch.onnx._internal.exporter import _compat\n"
+        "from torch.onnx._internal.exporter._torchlib import _torchlib_registry as r\n"
+        "import torch, fastgru\n"
+        "op = torch.ops.fastgru.recurrence.default\n"
+        "print(sum(m.fx_target == op for m in r._registry))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "1"

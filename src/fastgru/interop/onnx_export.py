@@ -48,6 +48,8 @@ MIN_OPSET = 13
 
 
 def _op():
+    from .. import functional  # noqa: F401  (defines the op; fastgru's package init may not have reached it yet)
+
     return torch.ops.fastgru.recurrence.default
 
 
