@@ -20,6 +20,12 @@ For every subcommand that does not define them itself the CLI adds the common op
                        must refuse to overwrite (see fastgru.tasks._common.check_outputs)
     --progress / --no-progress   progress bars; default: on when stderr is a terminal (``args.progress``)
 
+and, for every subcommand with a ``--data`` option, the reading options of users' text tables (the run
+is wrapped in fastgru.data.tabular.reading_options, so the task's reader obeys them):
+
+    --sep CHAR         the separator of a CSV file (',', ';', 'tab', '|'); default: detected
+    --decimal {.,,}    the decimal mark; default: detected (',' for European files like 1,5 or 1.234,5)
+
 A module that cannot be imported (a task still being written, a missing optional dependency) is left
 out of the command with a note under `fastgru --help`, so one broken task never breaks the others.
 Errors about the user's input (ValueError, FileNotFoundError, FileExistsError) print one clear line
@@ -36,6 +42,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .data.tabular import reading_options
 from .tasks._common import default_out
 
 # The registry: import paths of modules providing add_parser(subparsers) and run_from_args(args).
@@ -70,6 +77,11 @@ def _add_common_options(parser: argparse.ArgumentParser, name: str) -> None:
     if not _has_option(parser, "--progress"):
         parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                             help="progress bars (default: on when writing to a terminal)")
+    if _has_option(parser, "--data") and not _has_option(parser, "--sep"):
+        parser.add_argument("--sep", help="separator of a CSV file: ',', ';', 'tab' or '|' (default: detected "
+                                          "from the file; a file that fits none is refused with the row)")
+        parser.add_argument("--decimal", choices=(".", ","),
+                            help="decimal mark of a CSV file (default: detected; ',' for files like 1,5)")
 
 
 def build_parser(modules: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentParser:
@@ -114,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.progress:
             log_to_stderr()
     try:
-        args.func(args)
+        with reading_options(getattr(args, "sep", None), getattr(args, "decimal", None)):
+            args.func(args)
     except USER_ERRORS as exc:
         print(f"fastgru {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -153,7 +166,8 @@ def run(argv: Sequence[str]) -> Any:
     args = build_parser().parse_args(list(argv))
     if getattr(args, "progress", False) is None:
         args.progress = False
-    return args.func(args)
+    with reading_options(getattr(args, "sep", None), getattr(args, "decimal", None)):
+        return args.func(args)
 
 
 if __name__ == "__main__":  # python -m fastgru.cli

@@ -133,12 +133,17 @@ def load_series(
     label_column: str | None = None,
     nan: str | None = None,
     season: int | None = None,
+    sep: str | None = None,
+    decimal: str | None = None,
 ) -> Series:
     """A built-in series by name, or a CSV/TSV/Parquet file, with its value columns checked.
 
     columns: value columns by name (default: the built-in's, or every numeric column of a file except
     the time and label columns). label_column: 0/1 anomaly labels (`detect`). nan: "error" (default),
-    "drop", "ffill", "interpolate" or "zero" (see fastgru.data.tabular).
+    "drop", "ffill", "interpolate" or "zero" (see fastgru.data.tabular); it also decides what happens to
+    infinite values (refused under "error", missing otherwise). sep / decimal: a text file's separator
+    and decimal mark (default: detected, see fastgru.data.delimited). Only the columns named are read
+    from a file when `columns` is given; ``extra["read"]`` says how the file was read (memory included).
     """
     spec = BUILTIN_SERIES.get(str(data))
     if spec is not None:
@@ -161,7 +166,10 @@ def load_series(
             raise DataFileError(
                 f"{data!r} is neither a built-in series ({', '.join(BUILTIN_SERIES)}) nor an existing file"
             )
-        df = read_table(path)
+        needed = None
+        if columns:
+            needed = list(dict.fromkeys([*columns, *(c for c in (time_column, label_column) if c)]))
+        df = read_table(path, needed, sep=sep, decimal=decimal)
         name, description, source = path.stem, f"{path.name}", str(path)
         nan = nan or "error"
     wanted = list(columns) if columns else None
@@ -188,4 +196,5 @@ def load_series(
         labels = raw.astype(np.int64)
     if season is not None and season < 1:
         raise DataFileError(f"season must be a positive number of steps, got {season}")
-    return Series(name, values, time, season, labels, description, source)
+    extra = {"read": df.attrs["read"]} if "read" in df.attrs else {}
+    return Series(name, values, time, season, labels, description, source, extra)

@@ -1,36 +1,80 @@
-"""Users' tables (CSV, TSV, Parquet) read through pandas and checked before any training starts.
+"""Users' tables (CSV, TSV, Parquet) read column-wise and checked before any training starts.
 
 Each problem a file can have gets its own message naming the file and the column, so a user can fix it
 without reading a traceback:
 
+- a separator or decimal mark that cannot be told from the file (see :mod:`fastgru.data.delimited`,
+  which detects ``;`` separators and decimal commas): the message asks for ``--sep`` / ``--decimal``;
+- a row with more or fewer fields than the header: its row number;
 - a missing column: the message lists the columns the file has;
-- non-numeric values in a value column: how many, the first few with their data-row numbers;
-- missing values (NaN / empty cells): how many per column, and the options that deal with them
-  (``nan="drop"`` drops those rows, ``"ffill"`` carries the last value forward, ``"interpolate"`` fills
-  linearly in time, ``"zero"`` writes 0) — the default ``"error"`` never changes data silently;
+- non-numeric values in a value column: how many, the first few with their data-row numbers (and a hint
+  when they look like decimal commas);
+- infinite values (``inf``, ``-inf``): refused with column and row under the default ``nan="error"``,
+  treated as missing under any other NaN policy;
+- missing values (empty cells, ``n/a``, ``NA``, ``-``, ``?``, ``null``, ...): how many per column, and the
+  options that deal with them (``nan="drop"`` drops those rows, ``"ffill"`` carries the last value
+  forward, ``"interpolate"`` fills linearly in time, ``"zero"`` writes 0) — the default ``"error"``
+  never changes data silently;
 - too few rows for a window and a horizon (see :func:`check_enough_rows`).
+
+Only the columns a task needs are read (``columns=``); how the file was read (separator, decimal mark,
+rows, memory peaks) is kept in ``DataFrame.attrs["read"]``.
 
 Row numbers in messages count data rows from 1 (the header is not counted), in file order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .delimited import MISSING_MARKERS, NUMBER_PATTERNS, TableReadError, peak_rss_mb, read_delimited
+
 NAN_POLICIES = ("error", "drop", "ffill", "interpolate", "zero")
 READERS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+_READING: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar("fastgru_reading",
+                                                                                       default=None)
 
 
 class DataFileError(ValueError):
     """A data file (or a built-in data set) that cannot be used as asked; the message says why."""
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV (.csv/.txt), TSV (.tsv) or Parquet (.parquet/.pq) file into a DataFrame."""
+def separator(text: str | None) -> str | None:
+    """A --sep value as the character: 'tab' (or a backslash-t) is a tab; None stays None (detect)."""
+    if text is None:
+        return None
+    return SEPARATOR_NAMES.get(text.lower(), text)
+
+
+@contextlib.contextmanager
+def reading_options(sep: str | None = None, decimal: str | None = None) -> Iterator[None]:
+    """Within the block, :func:`read_table` uses this separator / decimal mark where its caller gives none.
+
+    The command line wraps each run in it with ``--sep`` and ``--decimal``, so every task that reads a
+    user's table obeys them without passing them down; a Python caller passes them to the reader.
+    """
+    token = _READING.set({"sep": separator(sep), "decimal": decimal})
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+def read_table(path: str | Path, columns: Sequence[str] | None = None, *, sep: str | None = None,
+               decimal: str | None = None) -> pd.DataFrame:
+    """Read `columns` (default: all) of a CSV (.csv/.txt), TSV (.tsv) or Parquet (.parquet/.pq) file.
+
+    sep / decimal: the separator and decimal mark of a text file; None detects them (see
+    :mod:`fastgru.data.delimited`). The frame's ``attrs["read"]`` says how the file was read.
+    """
     path = Path(path)
     if not path.exists():
         raise DataFileError(f"data file not found: {path}")
@@ -41,17 +85,34 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataFileError(
             f"{path}: unknown file type {path.suffix!r}; use one of {sorted(READERS)} (CSV, TSV or Parquet)"
         )
+    context = _READING.get() or {}
+    sep = separator(sep) or context.get("sep")
+    decimal = decimal or context.get("decimal")
     try:
         if kind == "parquet":
             try:
-                return pd.read_parquet(path)
+                if columns is not None:
+                    import pyarrow.parquet as pq
+
+                    require_columns(pd.DataFrame(columns=pq.ParquetFile(path).schema_arrow.names), columns, path)
+                df = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
             except ImportError as exc:
                 raise DataFileError(f"{path}: reading Parquet needs pyarrow (pip install 'fastgru[parquet]')") from exc
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
+            df.attrs["read"] = {"rows": len(df), "columns_read": [str(c) for c in df.columns],
+                                "file_mb": round(path.stat().st_size / 2**20, 2), "mostly_numeric": [],
+                                "frame_mb": round(float(df.memory_usage(deep=False).sum()) / 2**20, 2),
+                                "process_peak_rss_mb": peak_rss_mb()}
+            return df
+        df, summary = read_delimited(path, columns, sep=sep, decimal=decimal,
+                                     default_sep="\t" if kind == "tsv" else ",")
+        df.attrs["read"] = summary
+        return df
     except DataFileError:
         raise
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise DataFileError(f"{path}: cannot be read as {kind.upper()}: {exc}") from exc
+    except TableReadError as exc:
+        raise DataFileError(str(exc)) from exc
+    except (UnicodeDecodeError, OSError, ValueError) as exc:
+        raise DataFileError(f"{path}: cannot be read as {kind.upper()}: {' '.join(str(exc).split())}") from exc
 
 
 def _name(source: str | Path | None) -> str:
@@ -72,28 +133,71 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str], source: str | Path
 
 
 def numeric_columns(df: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
-    """Columns pandas read as numbers, in file order, without `exclude`."""
-    return [c for c in df.columns if c not in exclude and pd.api.types.is_numeric_dtype(df[c])
-            and not pd.api.types.is_bool_dtype(df[c])]
+    """Columns of numbers, in file order, without `exclude`.
+
+    A text column whose cells are at least 90% numbers (``attrs["read"]["mostly_numeric"]``) counts too,
+    so that its few bad cells are reported by row instead of the column vanishing from the selection.
+    """
+    mostly = set(df.attrs.get("read", {}).get("mostly_numeric", ()))
+    return [c for c in df.columns if c not in exclude and (c in mostly or (
+        pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])))]
 
 
-def to_numeric(df: pd.DataFrame, columns: Sequence[str], source: str | Path | None = None) -> pd.DataFrame:
-    """The `columns` as float64; raise on text that is not a number (empty cells become NaN, checked later)."""
+def _text_to_numbers(col: pd.Series, decimal: str) -> pd.Series:
+    """Text cells as floats in the file's decimal style; missing markers -> NaN, anything else -> NaN too."""
+    text = col.astype("string").str.strip()
+    text = text.mask(text.isin(MISSING_MARKERS))
+    valid = text.str.fullmatch(re.sub(r"^\(\?i\)", "", NUMBER_PATTERNS[decimal]), flags=re.IGNORECASE)
+    text = text.where(valid.fillna(False).astype(bool))
+    if decimal == ",":
+        text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype(np.float64)
+
+
+def to_numeric(df: pd.DataFrame, columns: Sequence[str], source: str | Path | None = None,
+               inf: str = "error") -> pd.DataFrame:
+    """The `columns` as float64; raise on text that is not a number (missing cells become NaN, checked later).
+
+    inf: "error" refuses infinite values naming column and rows; "missing" turns them into NaN (for the
+    NaN policies other than "error").
+    """
+    decimal = df.attrs.get("read", {}).get("decimal", ".")
     out = {}
     for c in columns:
         col = df[c]
         if pd.api.types.is_bool_dtype(col):
             col = col.astype(np.float64)
-        values = pd.to_numeric(col, errors="coerce")
-        bad = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
-        if bad.any():
-            rows = np.flatnonzero(bad.to_numpy())
-            examples = ", ".join(f"row {r + 1}: {col.iloc[r]!r}" for r in rows[:3])
-            raise DataFileError(
-                f"{_name(source)}: column {c!r} has {len(rows)} non-numeric value{'s' if len(rows) > 1 else ''} "
-                f"({examples}{', ...' if len(rows) > 3 else ''}); every value of a series column must be a number"
-            )
-        out[c] = values.astype(np.float64)
+        if pd.api.types.is_numeric_dtype(col):
+            values = col.astype(np.float64)
+        else:
+            values = _text_to_numbers(col, decimal)
+            present = col.notna() & ~col.astype(str).str.strip().isin(MISSING_MARKERS)
+            bad = values.isna() & present
+            if bad.any():
+                rows = np.flatnonzero(bad.to_numpy())
+                examples = ", ".join(f"row {r + 1}: {col.iloc[r]!r}" for r in rows[:3])
+                hint = ""
+                if decimal == "." and any(re.fullmatch(r"\s*[+-]?\d+,\d+\s*", str(col.iloc[r])) for r in rows[:3]):
+                    hint = " (they look like decimal commas: pass --decimal , and, if needed, --sep)"
+                elif decimal == "," and any(re.fullmatch(r"\s*[+-]?\d*\.\d+\s*", str(col.iloc[r])) for r in rows[:3]):
+                    hint = " (a dot where the file's decimal mark is a comma: pass --decimal . if dots are decimals)"
+                raise DataFileError(
+                    f"{_name(source)}: column {c!r} has {len(rows)} non-numeric value{'s' if len(rows) > 1 else ''} "
+                    f"({examples}{', ...' if len(rows) > 3 else ''}){hint}; every value of a series column must be "
+                    "a number"
+                )
+        infinite = np.isinf(values.to_numpy())
+        if infinite.any():
+            if inf == "error":
+                rows = np.flatnonzero(infinite)
+                examples = ", ".join(f"row {r + 1}: {values.iloc[r]:g}" for r in rows[:3])
+                raise DataFileError(
+                    f"{_name(source)}: column {c!r} has {len(rows)} infinite value{'s' if len(rows) > 1 else ''} "
+                    f"({examples}{', ...' if len(rows) > 3 else ''}); pass --nan drop/ffill/interpolate/zero "
+                    "to treat them as missing"
+                )
+            values = values.mask(pd.Series(infinite, index=values.index))
+        out[c] = values
     return pd.DataFrame(out, index=df.index)
 
 
@@ -164,7 +268,7 @@ def load_columns(
             raise DataFileError(f"{_name(source)} has no numeric column to use; its columns are: {have}")
     if len(df) == 0:
         raise DataFileError(f"{_name(source)} has no data rows")
-    values = to_numeric(df, wanted, source)
+    values = to_numeric(df, wanted, source, inf="error" if nan == "error" else "missing")
     values = handle_nans(values, nan, source)
     time = df[time_column].loc[values.index] if time_column else None
     return values.reset_index(drop=True), (time.reset_index(drop=True) if time is not None else None)

@@ -165,7 +165,7 @@ def detect(
         "steps": n, "window": window, "train_steps": train_end, "threshold": threshold, "smooth": smooth,
         "flagged": int(flags.sum()), "flagged_after_training_part": int(flags[train_end:].sum()),
         "best_epoch": history["best_epoch"], "epochs_run": len(history["epochs"]),
-        "num_parameters": history["num_parameters"],
+        "num_parameters": history["num_parameters"], "data_read": s.extra.get("read"),
         "settings": {"cell": cell, "hidden_size": hidden_size, "epochs": epochs, "patience": patience,
                      "batch_size": batch_size, "lr": lr, "seed": seed},
     }
