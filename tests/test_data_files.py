@@ -113,7 +113,7 @@ def test_too_few_rows_for_window_and_horizon(tmp_path):
     p = _csv(tmp_path, "x\n" + "\n".join(str(v) for v in _rng().normal(size=n)) + "\n")
     with pytest.raises(DataFileError, match=rf"has too few rows: {n}, but a window of 48 steps plus a horizon of "
                                             r"12 steps needs at least 62 rows"):
-        forecast(p, out_dir=tmp_path / "out")
+        forecast(p, window=48, horizon=12, out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()  # refused before creating anything
 
 

