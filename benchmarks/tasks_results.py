@@ -1,4 +1,5 @@
-"""Measured runs of the forecast / detect / classify tasks for RESULTS.md (section `tasks`).
+"""Measured runs of the detect / classify tasks for RESULTS.md (section `tasks`; forecast has its own
+section, written by benchmarks/forecast_results.py).
 
     PYTHONPATH=src .venv/bin/python benchmarks/tasks_results.py [--out runs/tasks-results] [--results-md RESULTS.md]
 
@@ -23,7 +24,6 @@ from fastgru.report import replace_section
 from fastgru.tasks._common import format_table
 from fastgru.tasks.classify import classify
 from fastgru.tasks.detect import detect
-from fastgru.tasks.forecast import forecast
 
 SEEDS = (0, 1, 2)
 
@@ -31,45 +31,6 @@ SEEDS = (0, 1, 2)
 def _ms(values: list[float]) -> str:
     m = statistics.mean(values)
     return f"{m:.3f} +- {statistics.stdev(values):.3f}" if len(values) > 1 else f"{m:.3f}"
-
-
-def _against_naive(r: dict) -> str:
-    return ", ".join(f"{abs(100 * v):.1f}% {'lower' if v > 0 else 'higher'} ({t})"
-                     for v, t in zip(r["improvement_over_naive_mae"], r["targets"]))
-
-
-def forecast_section(out: Path) -> str:
-    parts = []
-    for data in ("sunspots", "co2"):
-        runs = [forecast(data, out_dir=out / f"forecast-{data}-seed{s}", overwrite=True, seed=s) for s in SEEDS]
-        r0 = runs[0]
-        rows = []
-        for method in r0["metrics"]:
-            for k, target in enumerate(r0["targets"]):
-                vals = {m: [r["metrics"][method][m][k] for r in runs] for m in ("mae", "rmse", "mase")}
-                rows.append([method, target, _ms(vals["mae"]), _ms(vals["rmse"]), _ms(vals["mase"])])
-        margins = [100 * r["improvement_over_naive_mae"][0] for r in runs]
-        sp = r0["split"]
-        parts.append(
-            f"**{data}** ({r0['description']}): {r0['steps']} steps, train/validation/test "
-            f"{sp['train']}/{sp['val']}/{sp['test']}, window {r0['window']}, horizon {r0['horizon']}, "
-            f"{r0['test_origins']} test origins (every step of the tail), {r0['num_parameters']} parameters. "
-            f"Seeds {', '.join(map(str, SEEDS))} (baselines do not depend on the seed). "
-            f"Command: `fastgru forecast --data {data} --seed S`.\n\n"
-            + format_table(rows, ["method", "target", "MAE", "RMSE", "MASE"], markdown=True)
-            + f"\n\nGRU MAE below naive by {', '.join(f'{m:.1f}%' for m in margins)} (seeds {SEEDS}); "
-            f"{statistics.mean(r['seconds'] for r in runs):.1f} s per run.\n"
-        )
-    r = forecast("macrodata", out_dir=out / "forecast-macrodata", overwrite=True, seed=0)
-    rows = [[m, t, mae, rmse, mase] for m, t, mae, rmse, mase in r["table"]]
-    parts.append(
-        f"**macrodata** (multivariate: {', '.join(r['columns'])} in, all three forecast; {r['steps']} quarters, "
-        f"test {r['split']['test']}), seed 0. Command: `fastgru forecast --data macrodata`.\n\n"
-        + format_table(rows, ["method", "target", "MAE", "RMSE", "MASE"], markdown=True)
-        + f"\n\nGRU MAE against naive: {_against_naive(r)}. On these short quarterly series (143 training quarters) "
-        "the GRU does not reliably beat the naive forecast.\n"
-    )
-    return "### forecast vs naive and seasonal-naive baselines\n\n" + "\n".join(parts)
 
 
 def classify_section(out: Path) -> str:
@@ -118,7 +79,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     t0 = time.perf_counter()
-    sections = [forecast_section(out), classify_section(out), detect_section(out)]
+    sections = [classify_section(out), detect_section(out)]  # forecast: benchmarks/forecast_results.py
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} with "
                f"{torch.get_num_threads()} thread(s) at the end, "
                f"{time.perf_counter() - t0:.0f} s in all")
