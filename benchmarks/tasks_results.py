@@ -62,14 +62,15 @@ def detect_section(out: Path) -> str:
                  m["random_flag_f1"]] for part, m in r["evaluation"].items()]
         parts.append(
             f"**{data}** ({r['description']}): {r['steps']} steps, trained on the first {r['train_steps']}, "
-            f"window {r['window']}, threshold {r['threshold']:g}; seed 0. Command: `fastgru detect --data {data}`."
+            f"window {r['window']}, score {r['score']}, threshold {r['threshold']:.3g} ({r['threshold_rule']}); "
+            f"seed 0. Command: `fastgru detect --data {data}`."
             "\n\n" + format_table(rows, ["points", "precision", "recall", "F1", "events found",
                                          "best F1 (any threshold)", "F1 of flagging everything"], markdown=True) + "\n"
         )
     note = ("Point anomalies (yahoo) are what a one-step forecast residual catches; the MIT-BIH excerpt's single "
             "labelled stretch is an abnormal beat whose samples are each predictable from the ones just before, "
             "so the per-point residual hardly separates it (every R peak scores high too).\n")
-    return "### detect (forecast residual, robust z-score)\n\n" + "\n".join(parts) + "\n" + note
+    return "### detect (GRU residual x first difference, label-free default threshold)\n\n" + "\n".join(parts) + "\n" + note
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from scipy.stats import median_abs_deviation
 from sklearn.metrics import precision_recall_fscore_support
 
 from fastgru.data.series import load_series, package_data_dir
+from fastgru.data.tabular import DataFileError
 from fastgru.tasks.detect import best_f1, detect, point_metrics, robust_z, segments
 
 
@@ -32,7 +33,7 @@ def test_spikes_added_to_real_co2_are_found(tmp_path):
     path = tmp_path / "co2_spikes.csv"
     pd.DataFrame({"week": np.arange(len(co2)), "co2": co2, "is_anomaly": label}).to_csv(path, index=False)
     r = detect(path, label_column="is_anomaly", time_column="week", window=24, epochs=6, hidden_size=16,
-               out_dir=tmp_path / "out", seed=int(rng.integers(1000)))
+               out_dir=tmp_path / "out", seed=int(rng.integers(1000)), score="residual", threshold=4.0)
     ev = r["evaluation"]["all scored points"]
     assert ev["recall"] == 1.0 and ev["events_found"] == 8 and ev["events"] == 8
     assert 0 < ev["precision"] <= 1 and np.isfinite(ev["f1"])
@@ -94,3 +95,42 @@ def test_detect_messages(tmp_path):
         detect("nile", train_fraction=1.5, out_dir=tmp_path)
     with pytest.raises(DataFileError, match="too few rows in its training part"):
         detect("nile", window=46, out_dir=tmp_path)
+
+
+def test_default_threshold_baseline_and_training_part_options(tmp_path):
+    """Label-free threshold = 1.5 x q99 of the training scores; the baseline is the robust z of the first
+    difference with its own threshold; --train-size and --train-until pick the same training part."""
+    rng = _rng()
+    n = 400
+    x = np.sin(np.arange(n) / 6) + rng.normal(0, 0.05, n)
+    idx = np.sort(rng.choice(np.arange(250, 390), size=4, replace=False))
+    x[idx] += rng.choice([-1, 1], size=4) * rng.uniform(1.5, 2.5, size=4)
+    label = np.zeros(n, dtype=int)
+    label[idx] = 1
+    time = pd.date_range("2024-01-01", periods=n, freq="h")
+    path = tmp_path / "s.csv"
+    pd.DataFrame({"time": time.strftime("%Y-%m-%d %H:%M"), "x": x, "lab": label}).to_csv(path, index=False)
+    kw = dict(label_column="lab", time_column="time", window=16, epochs=2, hidden_size=8, seed=int(rng.integers(99)))
+    r = detect(path, train_size=200, out_dir=tmp_path / "a", **kw)
+    assert r["train_steps"] == 200 and r["threshold_rule"].startswith("1.5 x the 99th percentile")
+    sc = pd.read_csv(tmp_path / "a" / "scores.csv")
+    train_scores = sc["score"].to_numpy()[16:200]
+    assert r["threshold"] == pytest.approx(1.5 * np.quantile(train_scores, 0.99))
+    np.testing.assert_array_equal(sc["flag"].to_numpy()[16:], (sc["score"].to_numpy()[16:] > r["threshold"]))
+    d = np.diff(x)
+    u = np.abs(d - np.median(d[:199])) / median_abs_deviation(d[:199], scale="normal")
+    np.testing.assert_allclose(sc["baseline_score"].to_numpy()[16:], u[15:], rtol=1e-6)
+    assert r["baseline"]["threshold"] == pytest.approx(1.5 * np.quantile(u[15:199], 0.99))
+    # the combined score is the geometric mean of the residual's and the difference's robust |z|
+    resid = sc["x_residual"].to_numpy()[16:]
+    z = np.abs(resid - np.median(resid[:184])) / median_abs_deviation(resid[:184], scale="normal")
+    np.testing.assert_allclose(sc["score"].to_numpy()[16:], np.sqrt(z * u[15:]), rtol=1e-5)
+    assert r["baseline"]["evaluation"]["after the training part"]["events"] == 4
+    r2 = detect(path, train_until=str(time[199]), out_dir=tmp_path / "b", **kw)
+    assert r2["train_steps"] == 200 and r2["threshold"] == pytest.approx(r["threshold"])
+    with pytest.raises(DataFileError, match="either --train-size or --train-until"):
+        detect(path, train_size=10, train_until="2024-01-02", out_dir=tmp_path / "c", **kw)
+    with pytest.raises(DataFileError, match="--train-size must lie between 1 and 399"):
+        detect(path, train_size=400, out_dir=tmp_path / "c", **kw)
+    with pytest.raises(DataFileError, match="leaves 0 of 400 steps"):
+        detect(path, train_until="2023-01-01", out_dir=tmp_path / "c", **kw)
