@@ -29,7 +29,7 @@ def _seed() -> int:
 
 @needs_sktime
 def test_japanese_vowels_beats_the_majority_baseline(tmp_path):
-    r = classify("japanese_vowels", epochs=8, out_dir=tmp_path, seed=_seed())
+    r = classify("japanese_vowels", epochs=8, out_dir=tmp_path, seed=_seed(), peers=False)
     acc = r["metrics"][r["model"]]["accuracy"]
     base = next(v for k, v in r["metrics"].items() if k.startswith("majority"))
     assert base["accuracy"] == pytest.approx(31 / 370)  # class '1' (all classes tie at 30 training cases)
@@ -67,7 +67,7 @@ def test_long_format_table_variable_lengths(tmp_path):
     path = tmp_path / "vowels_long.parquet"
     df.to_parquet(path)
     r = classify(path, id_column="utterance", label_column="speaker", time_column="frame", epochs=3,
-                 hidden_size=16, out_dir=tmp_path / "out", seed=_seed())
+                 hidden_size=16, peers=False, out_dir=tmp_path / "out", seed=_seed())
     assert r["train_sequences"] + r["val_sequences"] + r["test_sequences"] == 120
     assert r["channels"] == 12 and len(r["classes"]) == 9
     assert all(np.isfinite(m["accuracy"]) and 0 <= m["macro_f1"] <= 1 for m in r["metrics"].values())

@@ -1,22 +1,31 @@
-"""`classify`: variable-length sequence classification with a GRU, against a majority-class baseline.
+"""`classify`: time-series classification with a convolutional GRU, scored beside 1-NN DTW and MiniRocket.
 
-Sequences of different lengths are padded into one tensor and passed with ``lengths=`` (fastgru's GRU
-runs each sequence to its own end; the class is read from the state at the sequence's last step). The
-features are standardised with statistics of the training sequences' real steps. A stratified part of
-the training set (`val_fraction`) is held out for early stopping; the test set is never seen in training.
+The model (fastgru.classify_model) is a GRU-FCN-style hybrid: a learned strided convolution shortens
+the series so the GRU reads at most ``gru_steps`` steps, a small fully convolutional branch pools shapes
+over the whole series, and both summaries feed a linear head. Training (fastgru.tasks.classify_training)
+normalises every series on its own, augments batches by window slicing, follows a cosine schedule and
+picks the epoch by validation accuracy, then refits on all training series; when the training part is
+too small to spare a validation part, it trains on everything for the whole schedule instead (and says
+so). The test part is never seen in training.
 
-Reported on the test set: accuracy, macro-F1 (the mean of the per-class F1 scores) and the confusion
-matrix (rows: true class, columns: predicted), next to the baseline that always answers the most
-frequent training class.
+Where the test part comes from is printed and written to metrics.json (``split``): ``--test-data``, the
+``NAME_TEST`` file beside a ``NAME_TRAIN`` file, a table's split column, or a stratified random share.
+
+Reported on the test set, for the model and the peers on the same split: accuracy and macro-F1 (the
+mean of the per-class F1 scores); with up to 10 classes the confusion matrix (rows: true class, columns:
+predicted), with more the largest confusions (the full matrix is in confusion.csv/png). The peers
+(fastgru.tasks.classify_peers, sktime) are optional: without them the report says how to install them.
 
 Outputs in `out_dir`: metrics.json, predictions.csv (true, predicted, probability of each class),
-confusion.csv, confusion.png, history.json, model/ (weights + config + class names + scaler).
+confusion.csv, confusion.png, learning_curve.png, history.json, model/ (weights + config + classes).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,17 +36,24 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import atomic
+from ..classify_model import BRANCHES, ConvGRUClassifier, ConvGRUConfig
 from ..data.sequences import LabelledSequences, load_sequences, stratified_split
 from ..data.tabular import DataFileError
 from ..data.windows import Scaler
-from ..models import build_model
-from ..train import SequenceData, TrainConfig, Trainer, seed_everything
 from ..train.checkpoints import save_model
 from ..viz.heatmap import save_figure
 from ._common import check_outputs, default_out, format_table, write_csv
-from .forecast import _list, add_model_args
+from .classify_peers import score_peers
+from .classify_training import NORMALISATIONS, FitSettings, fit_classifier, predict_logits
+from .classify_training import normalise as normalise_series
+from .classify_training import pad as pad_series
+from .forecast import _list
 
-OUTPUTS = ("metrics.json", "predictions.csv", "confusion.csv", "confusion.png", "history.json")
+OUTPUTS = ("metrics.json", "predictions.csv", "confusion.csv", "confusion.png", "learning_curve.png",
+           "history.json")
+MIN_VAL_SERIES = 20  # a smaller validation part moves in steps of 5+ points: too coarse to pick an epoch
+MIN_TRAIN_PER_CLASS = 3
+MAX_CLASSES_PRINTED = 10  # more classes: the console shows the top confusions, the files hold the matrix
 
 
 def confusion_matrix(true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -72,34 +88,50 @@ def pad(seqs: Sequence[np.ndarray], scaler: Scaler) -> tuple[torch.Tensor, torch
 def classify(
     data: str | Path = "japanese_vowels",
     *,
+    test_data: str | Path | None = None,
     id_column: str | None = None,
     label_column: str | None = None,
     feature_columns: Sequence[str] | None = None,
     time_column: str | None = None,
+    split_column: str | None = None,
     nan: str = "error",
     test_fraction: float = 0.3,
     val_fraction: float = 0.2,
-    cell: str = "gru",
+    refit: bool = True,
+    normalise: str = "series",
+    filters: tuple[int, int] = (64, 128),
     hidden_size: int = 64,
-    num_layers: int = 1,
-    bidirectional: bool = False,
+    gru_steps: int = 128,
+    branches: str = "both",
     dropout: float = 0.0,
+    gru_dropout: float = 0.8,
+    slice_ratio: float = 0.9,
+    jitter: float = 0.0,
     epochs: int = 200,
-    patience: int = 30,
-    batch_size: int = 32,
+    batch_size: int = 16,
     lr: float = 3e-3,
+    peers: bool = True,
     seed: int = 0,
     out_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
     sequences: LabelledSequences | None = None,
 ) -> dict[str, Any]:
-    """Train a sequence classifier on `data` and score it on its test split; returns the metrics dict."""
+    """Train the convolutional GRU classifier on `data`, score it and the peers on the test part.
+
+    Returns the metrics dict (also written to metrics.json). See the module docstring for the outputs,
+    fastgru.classify_model for the network and fastgru.tasks.classify_training for the recipe.
+    """
     t_start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else default_out("classify")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
+    if not 0 < slice_ratio <= 1 or jitter < 0 or epochs < 1 or batch_size < 2:
+        raise ValueError("need 0 < --slice-ratio <= 1, --jitter >= 0, --epochs >= 1 and --batch-size >= 2")
     ds = sequences if sequences is not None else load_sequences(
-        data, id_column=id_column, label_column=label_column, feature_columns=feature_columns,
-        time_column=time_column, test_fraction=test_fraction, seed=seed, nan=nan)
+        data, test_data=test_data, id_column=id_column, label_column=label_column,
+        feature_columns=feature_columns, time_column=time_column, split_column=split_column,
+        test_fraction=test_fraction, seed=seed, nan=nan)
     for part, xs in (("training", ds.train_x), ("test", ds.test_x)):
         bad = sum(int(np.isnan(x).any()) for x in xs)
         if bad:
@@ -108,42 +140,50 @@ def classify(
     classes = ds.classes
     if len(classes) < 2:
         raise DataFileError(f"{ds.name}: need at least two classes, found {classes}")
+    unseen = sorted(set(ds.test_y) - set(ds.train_y))
+    if unseen:
+        raise DataFileError(f"{ds.name}: test class(es) {unseen[:5]} never occur in the training part")
     index = {c: i for i, c in enumerate(classes)}
     y_all = np.array([index[c] for c in ds.train_y])
     y_test = np.array([index[c] for c in ds.test_y])
-    tr, va = stratified_split(ds.train_y, val_fraction, seed)
-    if not va:
-        raise DataFileError(f"{ds.name}: too few training sequences ({len(ds.train_x)}) to hold out a validation part")
+    tr, va, val_note = choose_validation(ds.train_y, val_fraction, seed)
     out = check_outputs(out, OUTPUTS, overwrite)
 
-    scaler = Scaler.fit(np.concatenate([ds.train_x[i] for i in tr]))
-    x_tr, l_tr = pad([ds.train_x[i] for i in tr], scaler)
-    x_va, l_va = pad([ds.train_x[i] for i in va], scaler)
-    x_te, l_te = pad(ds.test_x, scaler)
-    train = SequenceData(x_tr, torch.from_numpy(y_all[tr]), l_tr)
-    val = SequenceData(x_va, torch.from_numpy(y_all[va]), l_va)
-    seed_everything(seed)
-    model = build_model(cell=cell, input_size=x_tr.shape[2], hidden_size=hidden_size, num_layers=num_layers,
-                        bidirectional=bidirectional, dropout=dropout, output_size=len(classes), head="classification")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, out_dir=str(out),
-                      checkpoint_every=0, progress=progress)
-    trainer = Trainer(model, cfg)
-    history = trainer.fit(train, val)
-    logits = trainer.predict(SequenceData(x_te, torch.from_numpy(y_test), l_te))
-    probs = logits.softmax(-1).numpy()
+    train_n = normalise_series(ds.train_x, normalise)
+    test_n = normalise_series(ds.test_x, normalise, reference=ds.train_x)
+    x_all, l_all = pad_series(train_n)
+    x_te, l_te = pad_series(test_n)
+    y_all_t = torch.from_numpy(y_all)
+    train = (x_all[tr], l_all[tr], y_all_t[tr])
+    val = (x_all[va], l_all[va], y_all_t[va]) if va else None
+    config = ConvGRUConfig(input_size=x_all.shape[2], num_classes=len(classes), max_length=int(l_all.max()),
+                           filters=tuple(filters), hidden_size=hidden_size, gru_steps=gru_steps, dropout=dropout,
+                           gru_dropout=gru_dropout, branches=branches)
+    settings = FitSettings(epochs=epochs, batch_size=batch_size, lr=lr, slice_ratio=slice_ratio, jitter=jitter,
+                           refit=refit, seed=seed, progress=progress)
+    fit = fit_classifier(lambda: ConvGRUClassifier(config), train, val, settings,
+                         everything=(x_all, l_all, y_all_t))
+    model = fit.model
+    probs = predict_logits(model, x_te, l_te).softmax(-1).numpy()
     pred = probs.argmax(1)
-
-    cm = confusion_matrix(y_test, pred, len(classes))
+    model_name = "ConvGRU (fastgru)"
+    predictions = {model_name: pred}
     majority = int(np.bincount(y_all, minlength=len(classes)).argmax())
-    cm_base = confusion_matrix(y_test, np.full_like(y_test, majority), len(classes))
-    model_name = f"{cell.upper()} ({'fastgru' if cell == 'gru' else 'torch'})"
-    if bidirectional:
-        model_name += ", bidirectional"
-    scores = {
-        model_name: {"accuracy": float((pred == y_test).mean()), "macro_f1": macro_f1(cm)},
-        f"majority class ({classes[majority]!r})": {"accuracy": float((y_test == majority).mean()),
-                                                    "macro_f1": macro_f1(cm_base)},
-    }
+    peer_seconds: dict[str, float] = {}
+    peer_note = None
+    if peers:
+        peer = score_peers(ds.train_x, y_all, ds.test_x, seed=seed)
+        predictions.update(peer["predictions"])
+        peer_seconds, peer_note = peer["seconds"], peer["note"]
+    predictions[f"majority class ({classes[majority]!r})"] = np.full_like(y_test, majority)
+    seconds = {model_name: fit.history["seconds"], **peer_seconds}
+    scores = {}
+    for name, p in predictions.items():
+        cm_p = confusion_matrix(y_test, p, len(classes))
+        scores[name] = {"accuracy": float((p == y_test).mean()), "macro_f1": macro_f1(cm_p),
+                        "seconds": seconds.get(name)}
+    cm = confusion_matrix(y_test, pred, len(classes))
+
     lengths = np.array([len(x) for x in ds.train_x + ds.test_x])
     frame = pd.DataFrame({"true": [classes[i] for i in y_test], "predicted": [classes[i] for i in pred],
                           "length": l_te.numpy()})
@@ -155,24 +195,99 @@ def classify(
     write_csv(cm_frame, out / "confusion.csv")
     _plot_confusion(cm, classes, out / "confusion.png", f"{ds.name}: {model_name}, test accuracy "
                     f"{scores[model_name]['accuracy']:.3f}")
+    plot_learning_curve(fit.history, out / "learning_curve.png", f"{ds.name}: {model_name}")
+    atomic.write_json(out / "history.json", fit.history)
     save_model(model, out / "model")
-    atomic.write_json(out / "model" / "classifier.json", {"classes": classes, "scaler": scaler.to_dict(),
-                                                          "channels": ds.channels})
+    atomic.write_json(out / "model" / "classifier.json", {"classes": classes, "normalise": normalise,
+                                                          "config": config.to_dict(), "channels": ds.channels})
+    notes = list(ds.split.get("notes", [])) + [n for n in (val_note, peer_note) if n]
     result = {
         "task": "classify", "data": ds.name, "description": ds.description, "classes": classes,
+        "split": {**{k: v for k, v in ds.split.items() if k != "notes"}, "train_sequences": len(ds.train_x),
+                  "test_sequences": len(ds.test_x)},
+        "notes": notes,
         "channels": len(ds.channels), "train_sequences": len(tr), "val_sequences": len(va),
         "test_sequences": len(ds.test_x), "length_min": int(lengths.min()), "length_max": int(lengths.max()),
         "metrics": scores, "model": model_name, "confusion": cm.tolist(),
-        "best_epoch": history["best_epoch"], "epochs_run": len(history["epochs"]),
-        "num_parameters": history["num_parameters"],
-        "settings": {"cell": cell, "hidden_size": hidden_size, "num_layers": num_layers,
-                     "bidirectional": bidirectional, "epochs": epochs, "patience": patience,
-                     "batch_size": batch_size, "lr": lr, "seed": seed},
+        "top_confusions": top_confusions(cm, classes),
+        "best_epoch": fit.history["best_epoch"], "refit": fit.history["refit"],
+        "epochs_run": len(fit.history["epochs"]) + len(fit.history["refit_epochs"]),
+        "num_parameters": model.num_parameters(), "gru_steps_read": math.ceil(int(l_all.max()) / config.stride),
+        "settings": {"normalise": normalise, "filters": list(filters), "hidden_size": hidden_size,
+                     "gru_steps": gru_steps, "stride": config.stride, "branches": branches, "dropout": dropout,
+                     "gru_dropout": gru_dropout,
+                     "slice_ratio": slice_ratio, "jitter": jitter, "epochs": epochs, "batch_size": batch_size,
+                     "lr": lr, "val_fraction": val_fraction, "refit": refit, "peers": peers, "seed": seed},
         "seconds": time.perf_counter() - t_start,
         "outputs": {k: str(out / k) for k in OUTPUTS},
     }
     atomic.write_json(out / "metrics.json", result)
     return result
+
+
+def choose_validation(labels: Sequence[str], fraction: float, seed: int) -> tuple[list[int], list[int], str | None]:
+    """(training indices, validation indices, note): a stratified `fraction` for validation, or none.
+
+    Validation is skipped (all series train, for the full schedule) when `fraction` is 0, when it would
+    hold fewer than MIN_VAL_SERIES series (its accuracy would be too coarse to choose an epoch), or when a
+    class would keep fewer than MIN_TRAIN_PER_CLASS training series; the note says which.
+    """
+    n = len(labels)
+    if fraction == 0:
+        return list(range(n)), [], ("no validation part (--val-fraction 0): trained on all training series for "
+                                    "all epochs")
+    tr, va = stratified_split(labels, fraction, seed)
+    left = min(Counter(labels[i] for i in tr).values())
+    if len(va) < MIN_VAL_SERIES or left < MIN_TRAIN_PER_CLASS:
+        why = (f"it would hold {len(va)} series (< {MIN_VAL_SERIES})" if len(va) < MIN_VAL_SERIES else
+               f"a class would keep {left} training series (< {MIN_TRAIN_PER_CLASS})")
+        return list(range(n)), [], (f"validation skipped because {why}: trained on all {n} training series for "
+                                    "all epochs")
+    return tr, va, None
+
+
+def top_confusions(cm: np.ndarray, classes: Sequence[str], k: int = 10) -> list[dict[str, Any]]:
+    """The `k` largest off-diagonal cells: true class, predicted class, count, share of that true class."""
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None, kind="stable")[::-1][:k]
+    rows = []
+    for flat in order:
+        i, j = np.unravel_index(flat, cm.shape)
+        if off[i, j] == 0:
+            break
+        rows.append({"true": classes[i], "predicted": classes[j], "count": int(off[i, j]),
+                     "share_of_true": float(off[i, j] / max(cm[i].sum(), 1))})
+    return rows
+
+
+def plot_learning_curve(history: dict[str, Any], path: Path, title: str) -> Path:
+    """Training loss per epoch (left axis) and training/validation accuracy (right axis); the refit too."""
+    fig = Figure(figsize=(7.5, 4.0), constrained_layout=True)
+    ax = fig.subplots()
+    runs = [("", history["epochs"]), ("refit ", history.get("refit_epochs") or [])]
+    ax2 = ax.twinx()
+    for prefix, rows in runs:
+        if not rows:
+            continue
+        ep = [r["epoch"] for r in rows]
+        ax.plot(ep, [r["train_loss"] for r in rows], color="tab:blue", ls="--" if prefix else "-",
+                label=f"{prefix}training loss")
+        ax2.plot(ep, [r["train_accuracy"] for r in rows], color="tab:green", ls="--" if prefix else "-", alpha=0.7,
+                 label=f"{prefix}training accuracy (augmented batches)")
+        if "val_accuracy" in rows[0]:
+            ax2.plot(ep, [r["val_accuracy"] for r in rows], color="tab:orange", label="validation accuracy")
+    if history.get("epochs") and "val_accuracy" in history["epochs"][0]:
+        ax2.axvline(history["best_epoch"], color="grey", ls=":", label=f"chosen epoch {history['best_epoch']}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (cross-entropy)")
+    ax2.set_ylabel("accuracy")
+    ax2.set_ylim(0, 1.02)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="center right")
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
 
 
 def _plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
@@ -197,33 +312,74 @@ def _plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `fastgru classify`."""
-    p = subparsers.add_parser("classify", help="variable-length sequence classification vs a majority baseline",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="japanese_vowels",
-                   help="built-in set (japanese_vowels, gunpoint, basic_motions, arrowhead, italy_power_demand; "
-                        "read from an installed sktime), a .ts file, or a long-format CSV/TSV/Parquet")
-    p.add_argument("--id-column", help="table: column naming the sequence each row (time step) belongs to")
-    p.add_argument("--label-column", help="table: column with the class (constant within a sequence)")
-    p.add_argument("--feature-columns", help="table: comma-separated feature columns (default: all numeric)")
-    p.add_argument("--time-column", help="table: column that orders the steps within a sequence")
-    p.add_argument("--nan", choices=("error", "drop", "ffill", "interpolate", "zero"), default="error",
-                   help="table: what to do with missing feature values (default: stop with a message)")
-    p.add_argument("--test-fraction", type=float, default=0.3,
-                   help="table / single .ts file: share of sequences held out for testing (stratified)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of training sequences for early stopping")
-    p.add_argument("--bidirectional", action="store_true")
-    add_model_args(p, hidden=64, epochs=200, patience=30, lr=3e-3)
+    p = subparsers.add_parser("classify", help="time-series classification (convolutional GRU) vs 1-NN DTW and "
+                              "MiniRocket", description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data", default="japanese_vowels",
+                   help="built-in set (japanese_vowels, gunpoint, basic_motions, arrowhead, italy_power_demand, "
+                        "osuleaf, acsf1; read from an installed sktime), a .ts file, a UCR text file "
+                        "(.txt/.tsv/.csv, label first then values, no header) or a long-format CSV/TSV/Parquet")
+    d.add_argument("--test-data", help="the test file (same format as --data). Without it: NAME_TEST beside a "
+                   "NAME_TRAIN file is used (and reported), else a table's split column, else --test-fraction")
+    d.add_argument("--id-column", help="table: column naming the sequence each row (time step) belongs to")
+    d.add_argument("--label-column", help="table: column with the class (constant within a sequence)")
+    d.add_argument("--feature-columns", help="table: comma-separated feature columns (default: all numeric "
+                   "columns except a time-like one)")
+    d.add_argument("--time-column", help="table: column that orders the steps within a sequence (default: a "
+                   "numeric column named like time/step/frame or increasing in every sequence, reported)")
+    d.add_argument("--split-column", help="table: column with train/test per sequence (default: a column named "
+                   "'split' if there is one)")
+    d.add_argument("--nan", choices=("error", "drop", "ffill", "interpolate", "zero"), default="error",
+                   help="table: what to do with missing feature values")
+    d.add_argument("--test-fraction", type=float, default=0.3,
+                   help="share of series held out for testing (stratified) when no test part is given")
+    m = p.add_argument_group("model")
+    m.add_argument("--filters", default="64,128", help="convolution widths F1,F2 (stem/last block, middle block)")
+    m.add_argument("--hidden-size", type=int, default=64, help="GRU units")
+    m.add_argument("--gru-steps", type=int, default=128,
+                   help="the most steps the GRU reads: the stem's stride is ceil(longest series / this)")
+    m.add_argument("--branches", choices=BRANCHES, default="both", help="convolutional and GRU branch, or one")
+    m.add_argument("--dropout", type=float, default=0.0, help="before the linear head")
+    m.add_argument("--gru-dropout", type=float, default=0.8, help="on the GRU branch's summary (as in GRU-FCN)")
+    t = p.add_argument_group("training")
+    t.add_argument("--normalise", choices=NORMALISATIONS, default="series",
+                   help="series: each series and channel to mean 0 / sd 1 on its own; global: training statistics")
+    t.add_argument("--slice-ratio", type=float, default=0.9,
+                   help="window slicing: training batches keep a random window of this share of each series")
+    t.add_argument("--jitter", type=float, default=0.0, help="sd of Gaussian noise added to training batches")
+    t.add_argument("--epochs", type=int, default=200, help="length of the cosine schedule")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
+    t.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of training series used to pick the epoch by accuracy (0: none; skipped when the "
+                        f"part would hold < {MIN_VAL_SERIES} series)")
+    t.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
+                   help="after validation, train again on all training series up to the chosen epoch")
+    t.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
+                   help="score 1-NN DTW and MiniRocket (sktime) on the same split")
+    t.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_from_args, task="classify")
     return p
 
 
+def _filters(text: str) -> tuple[int, int]:
+    try:
+        f1, f2 = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--filters takes two widths like 64,128, got {text!r}") from None
+    return f1, f2
+
+
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     result = classify(
-        args.data, id_column=args.id_column, label_column=args.label_column,
-        feature_columns=_list(args.feature_columns), time_column=args.time_column, nan=args.nan,
-        test_fraction=args.test_fraction, val_fraction=args.val_fraction, cell=args.cell,
-        hidden_size=args.hidden_size, num_layers=args.num_layers, bidirectional=args.bidirectional,
-        dropout=args.dropout, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, lr=args.lr,
+        args.data, test_data=args.test_data, id_column=args.id_column, label_column=args.label_column,
+        feature_columns=_list(args.feature_columns), time_column=args.time_column, split_column=args.split_column,
+        nan=args.nan, test_fraction=args.test_fraction, val_fraction=args.val_fraction, refit=args.refit,
+        normalise=args.normalise, filters=_filters(args.filters), hidden_size=args.hidden_size,
+        gru_steps=args.gru_steps, branches=args.branches, dropout=args.dropout,
+        gru_dropout=args.gru_dropout, slice_ratio=args.slice_ratio,
+        jitter=args.jitter, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, peers=args.peers,
         seed=args.seed, out_dir=args.out, overwrite=args.force, progress=args.progress,
     )
     print_result(result)
@@ -231,15 +387,30 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_result(result: dict[str, Any]) -> None:
+    split = result["split"]
     print(f"\nclassify: {result['data']} ({result['description']})")
+    print(f"split: {split.get('how', '')}; train {split['train_sequences']}, test {split['test_sequences']} series")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    chosen = (f"epoch {result['best_epoch']} chosen on validation accuracy" + (", refit on all training series"
+              if result["refit"] else "")) if result["val_sequences"] else f"{result['settings']['epochs']} epochs"
     print(f"{len(result['classes'])} classes, {result['channels']} channel(s), lengths {result['length_min']}-"
-          f"{result['length_max']}; train {result['train_sequences']}, validation {result['val_sequences']}, "
-          f"test {result['test_sequences']}; {result['num_parameters']} parameters, best epoch "
-          f"{result['best_epoch']} of {result['epochs_run']}\n")
-    rows = [[name, m["accuracy"], m["macro_f1"]] for name, m in result["metrics"].items()]
-    print(format_table(rows, ["method", "test accuracy", "macro-F1"]))
+          f"{result['length_max']} (the GRU reads {result['gru_steps_read']} steps); "
+          f"train {result['train_sequences']}, "
+          f"validation {result['val_sequences']}, test {result['test_sequences']}; {result['num_parameters']} "
+          f"parameters; {chosen}\n")
+    rows = [[name, m["accuracy"], m["macro_f1"], m["seconds"] if m["seconds"] is not None else float("nan")]
+            for name, m in result["metrics"].items()]
+    print(format_table(rows, ["method", "test accuracy", "macro-F1", "seconds"], digits=3))
     classes = result["classes"]
-    print("\nconfusion matrix (rows: true class, columns: predicted)")
-    print(format_table([[c, *row] for c, row in zip(classes, result["confusion"])], ["true", *classes]))
+    if len(classes) <= MAX_CLASSES_PRINTED:
+        print("\nconfusion matrix (rows: true class, columns: predicted)")
+        print(format_table([[c, *row] for c, row in zip(classes, result["confusion"])], ["true", *classes]))
+    elif result["top_confusions"]:
+        print(f"\nlargest confusions of {result['model']} (the full {len(classes)}x{len(classes)} matrix is in "
+              f"{Path(result['outputs']['confusion.csv']).name} and {Path(result['outputs']['confusion.png']).name})")
+        print(format_table([[r["true"], r["predicted"], r["count"], r["share_of_true"]]
+                            for r in result["top_confusions"]], ["true", "predicted as", "count", "share of true"]))
     print(f"\nwrote {result['outputs']['metrics.json']}, {result['outputs']['predictions.csv']}, "
-          f"{result['outputs']['confusion.png']} ({result['seconds']:.1f} s)")
+          f"{result['outputs']['confusion.png']}, {result['outputs']['learning_curve.png']} "
+          f"({result['seconds']:.1f} s)")
