@@ -22,7 +22,8 @@ if [[ ",$extras," == *",test,"* || ",$extras," == *",speech,"* ]]; then
 fi
 if [[ ",$extras," == *",test,"* ]]; then
   # sktime's wheel carries the UCR/UEA classification sets and labelled anomaly series that the tests
-  # read from its data folder; --no-deps because its own pins would downgrade pandas.
+  # read from its data folder, and the classify peers (1-NN DTW, MiniRocket; with scikit-base from the
+  # test extra); --no-deps because its own pins would downgrade pandas.
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps "sktime==1.2.0"
 fi
 .venv/bin/python - <<'PY'
