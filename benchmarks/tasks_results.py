@@ -70,7 +70,8 @@ def detect_section(out: Path) -> str:
     note = ("Point anomalies (yahoo) are what a one-step forecast residual catches; the MIT-BIH excerpt's single "
             "labelled stretch is an abnormal beat whose samples are each predictable from the ones just before, "
             "so the per-point residual hardly separates it (every R peak scores high too).\n")
-    return "### detect (GRU residual x first difference, label-free default threshold)\n\n" + "\n".join(parts) + "\n" + note
+    heading = "### detect (GRU residual x first difference, label-free default threshold)\n\n"
+    return heading + "\n".join(parts) + "\n" + note
 
 
 def main() -> None:
