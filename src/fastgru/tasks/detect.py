@@ -283,10 +283,11 @@ def _plot(s: Series, values: np.ndarray, score: np.ndarray, flags: np.ndarray, t
     ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     for j, c in enumerate(s.columns):
         ax1.plot(t, values[:, j], lw=0.7, label=c)
-    if s.labels is not None:
-        for a, b in segments(s.labels):
-            ax1.axvspan(t[a], t[min(b, len(t) - 1)], color="tab:orange", alpha=0.25, lw=0,
-                        label="labelled anomaly" if a == segments(s.labels)[0][0] else None)
+    pad = max(1, len(t) // 400)  # a one-point anomaly still shows as a band of a few pixels
+    bands = [(t[max(a - pad, 0)], t[min(b + pad, len(t) - 1)]) for a, b in segments(s.labels)] \
+        if s.labels is not None else []
+    for i, (lo, hi) in enumerate(bands):
+        ax1.axvspan(lo, hi, color="tab:orange", alpha=0.35, lw=0, label="labelled anomaly" if i == 0 else None)
     f = np.flatnonzero(flags)
     if len(f):
         ax1.scatter(t[f], values[f, 0], color="tab:red", s=10, zorder=3, label=f"flagged ({len(f)})")
@@ -294,9 +295,8 @@ def _plot(s: Series, values: np.ndarray, score: np.ndarray, flags: np.ndarray, t
     ax1.legend(loc="upper right", fontsize=8)
     ax1.set_ylabel("value")
     ax1.set_title(f"{s.name}: anomaly scores (left of the dotted line: training part)")
-    if s.labels is not None:
-        for a, b in segments(s.labels):
-            ax2.axvspan(t[a], t[min(b, len(t) - 1)], color="tab:orange", alpha=0.25, lw=0)
+    for lo, hi in bands:
+        ax2.axvspan(lo, hi, color="tab:orange", alpha=0.35, lw=0)
     floor = max(threshold / 100, 1e-3)
     ax2.plot(t, np.clip(score, floor, None), lw=0.7, color="tab:purple", label="score")
     ax2.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:.3g}")
