@@ -7,6 +7,7 @@ file or the new complete file. Used for checkpoints, metrics JSON, forecast CSVs
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -20,13 +21,14 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     """Yield a temporary path in the target's folder; on success move it onto `target` atomically.
 
     The temporary name keeps the target's suffix (matplotlib and pandas choose the format by it) unless
-    `suffix` says otherwise. On an exception the temporary file is removed and the target is untouched.
+    `suffix` says otherwise. On an exception the temporary file is removed and the target is untouched;
+    one left by a killed process is removed by the next write of the same target (remove_orphans).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix
-    )
+    suffix = suffix if suffix is not None else target.suffix
+    remove_orphans(target, suffix)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{_temp_prefix(target)}{os.getpid()}-", suffix=suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)  # mkstemp creates 0600; give the file the mode a plain open() would
@@ -40,6 +42,45 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.tmp-pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's process) or cannot tell: keep its file
+    return True
+
+
+def remove_orphans(target: str | os.PathLike, suffix: str = "") -> list[Path]:
+    """Delete temporary files that earlier writes of `target` left behind when they were killed.
+
+    Temporary names carry the writing process's id (`.NAME.tmp-pid<PID>-<random><suffix>`); a file
+    whose process no longer runs can never be completed, so each new write of the same target removes
+    it. Interrupted writes therefore never accumulate (a killed 60 MB checkpoint save is reclaimed by the
+    next save). Files of live processes, and any other file, are left alone. Returns what was removed.
+    """
+    target = Path(target)
+    prefix = _temp_prefix(target)
+    removed = []
+    try:
+        candidates = list(target.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"))
+    except OSError:
+        return removed
+    for path in candidates:
+        pid_text = path.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def write_bytes(target: str | os.PathLike, data: bytes) -> None:

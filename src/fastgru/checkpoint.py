@@ -6,9 +6,14 @@ so an existing file is either fully replaced (only with overwrite=True) or left 
 `load(path)` rebuilds the module without executing anything from the file: the class is looked up by
 name inside fastgru.nn only, the constructor arguments are plain JSON values.
 
-Because safetensors checks structure but not content, the header also carries a SHA-256 of every
-tensor (name, dtype, shape, bytes): `load` tells a truncated file, a corrupted one, a file that is not
-a fastgru checkpoint, and one whose tensors do not fit its config apart, each with its own message.
+Because safetensors checks structure but not content, the header also carries a SHA-256 over the
+format marker, the config's exact JSON text and every tensor (name, dtype, shape, bytes), so a change to
+any byte that matters is caught, the config included. `load` then checks every constructor argument
+in the config (its JSON type against the constructor's default, the constructor's own range and enum
+checks) before building anything. Any malformed file raises CheckpointError with a one-line message:
+truncated, corrupted (checksum, framing, header), not a fastgru checkpoint, a config that is not valid,
+or tensors that do not fit it. Files of format version 1 (checksum over the tensors only) still load,
+with their config validated the same way.
 `write` / `read` are the same format for any dict of tensors plus a JSON config (for trainers).
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,24 +33,39 @@ from torch import Tensor, nn
 from .atomic import check_target, write_atomic
 
 FORMAT = "fastgru.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum covers the config; 1: tensors only (still read)
+_READABLE_VERSIONS = ("1", "2")
 _SKIP_ARGS = ("self", "device", "dtype")
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
 _RUNTIME_ARGS = ("backend", "check_finite", "init")  # may differ between a file and the module it loads into
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is truncated, corrupted, not a fastgru checkpoint, or does not fit the model."""
 
 
-def checksum(tensors: Mapping[str, Tensor]) -> str:
-    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+def checksum(tensors: Mapping[str, Tensor], config_json: str | None = None) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order.
+
+    With `config_json` (format version 2) the hash also covers the format marker and the config's
+    exact JSON text, so an edited or bit-flipped config fails the check like a damaged tensor.
+    """
     h = hashlib.sha256()
+    if config_json is not None:
+        h.update(f"{FORMAT}|{FORMAT_VERSION}|config|{len(config_json)}|".encode())
+        h.update(config_json.encode("utf-8"))
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (JSON and safetensors messages may span several)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def write(path: str | Path, tensors: Mapping[str, Tensor], config: Mapping, *, overwrite: bool = False) -> Path:
@@ -64,7 +85,7 @@ def write(path: str | Path, tensors: Mapping[str, Tensor], config: Mapping, *, o
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "config": config_json,
-        "sha256": checksum(plain),
+        "sha256": checksum(plain, config_json),
     }
     data = st_save(plain, metadata=metadata)
     return write_atomic(path, data, overwrite=overwrite)
@@ -82,15 +103,21 @@ def _parse_header(path: Path, data: bytes) -> dict:
         raise CheckpointError(f"{path}: truncated: the header needs {8 + n} bytes but the file has {size}")
     try:
         header = json.loads(data[8 : 8 + n])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupted header (not valid JSON: {exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: corrupted header (not valid JSON: {_one_line(exc)})") from exc
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupted header (not a JSON object)")
-    ends = [
-        entry["data_offsets"][1]
-        for key, entry in header.items()
-        if key != "__metadata__" and isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list)
-    ]
+    ends = []
+    for key, entry in header.items():
+        if key == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise CheckpointError(f"{path}: corrupted header (__metadata__ is not a map of strings)")
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)):
+            raise CheckpointError(f"{path}: corrupted header (tensor {key[:80]!r} has no valid data_offsets)")
+        ends.append(offsets[1])
     needed = 8 + n + max(ends, default=0)
     if needed > size:
         raise CheckpointError(f"{path}: truncated: the tensors need {needed} bytes but the file has {size}")
@@ -101,6 +128,12 @@ def _parse_header(path: Path, data: bytes) -> dict:
 
 def read(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict]:
     """(tensors, config) from a file written by `write`; CheckpointError if it is damaged or foreign."""
+    tensors, config, _ = _read(path, map_location)
+    return tensors, config
+
+
+def _read(path: str | Path, map_location: str | torch.device) -> tuple[dict[str, Tensor], dict, str]:
+    """`read`, plus the file's format version."""
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
@@ -116,21 +149,27 @@ def read(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple
             "state dict use safetensors.torch.load_file and module.load_state_dict"
         )
     version = meta.get("format_version")
-    if version != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path}: checkpoint format version {version!r}; this fastgru reads {FORMAT_VERSION}")
+    if version not in _READABLE_VERSIONS:
+        raise CheckpointError(f"{path}: checkpoint format version {version!r}; this fastgru reads "
+                              f"{', '.join(_READABLE_VERSIONS)}")
+    config_json = meta.get("config")
+    if config_json is None:
+        raise CheckpointError(f"{path}: corrupted header (no config)")
     try:
-        config = json.loads(meta["config"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupted config in the header ({exc})") from exc
+        config = json.loads(config_json)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: corrupted config in the header ({_one_line(exc)})") from exc
     try:
         tensors = st_load(data)
-    except SafetensorError as exc:
-        raise CheckpointError(f"{path}: corrupted tensor table ({exc})") from exc
-    if checksum(tensors) != meta.get("sha256"):
-        raise CheckpointError(f"{path}: corrupted: the tensors' SHA-256 does not match the one saved with them")
+    except (SafetensorError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: corrupted tensor table ({_one_line(exc)})") from exc
+    expected = checksum(tensors, config_json if version == "2" else None)
+    if expected != meta.get("sha256"):
+        covered = "tensors' and config's" if version == "2" else "tensors'"
+        raise CheckpointError(f"{path}: corrupted: the {covered} SHA-256 does not match the one saved with them")
     if str(map_location) != "cpu":
         tensors = {k: v.to(map_location) for k, v in tensors.items()}
-    return tensors, config
+    return tensors, config, version
 
 
 def _fastgru_class(name: str) -> type[nn.Module]:
@@ -198,6 +237,69 @@ def save(model: nn.Module, path: str | Path, *, overwrite: bool = False) -> Path
     return write(path, model.state_dict(), {"module": config}, overwrite=overwrite)
 
 
+def _json_kind(value) -> str:
+    """The JSON type of a config value, as a word for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _check_value(name: str, value, like) -> str | None:
+    """Why `value` (from JSON) cannot stand for a constructor argument whose default is `like`; None if fine."""
+    if isinstance(like, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(like, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(like, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif isinstance(like, str):
+        ok = isinstance(value, str)
+    elif isinstance(like, tuple):
+        if not isinstance(value, list) or len(value) != len(like):
+            return f"{name} must be a list of {len(like)} values, got {_json_kind(value)} {value!r}"
+        for k, (v, d) in enumerate(zip(value, like)):
+            problem = _check_value(f"{name}[{k}]", v, d)
+            if problem:
+                return problem
+        return None
+    elif like is None:  # an optional argument without a typed default: any plain value, checked by the class
+        return None
+    else:
+        return f"{name} has a default of a type a checkpoint cannot hold ({type(like).__name__})"
+    if ok:
+        return None
+    return f"{name} must be of type {type(like).__name__}, got {_json_kind(value)} {value!r}"[:200]
+
+
+def _checked_kwargs(path, cls: type, kwargs: dict, version: str) -> dict:
+    """The constructor arguments from a config, each checked against the constructor's signature.
+
+    Types come from each argument's default (required size arguments are ints); unknown names are
+    refused; a version-2 file must name every argument (version 1 files predate some options, which
+    then keep their defaults). Ranges and enums are the constructor's own checks, run by the caller.
+    """
+    params = {p.name: p for p in _constructor_params(cls)}
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise CheckpointError(f"{path}: the config names arguments {cls.__name__} does not take: {unknown}")
+    missing = sorted(set(params) - set(kwargs))
+    if missing and version != "1":
+        raise CheckpointError(f"{path}: the config lacks the arguments {missing} of {cls.__name__}")
+    checked = {}
+    for name, value in kwargs.items():
+        default = params[name].default
+        like = 1 if default is inspect.Parameter.empty else default
+        problem = _check_value(name, value, like)
+        if problem:
+            raise CheckpointError(f"{path}: invalid config: {problem}")
+        checked[name] = tuple(value) if isinstance(value, list) else value
+    return checked
+
+
 def load(
     path: str | Path,
     *,
@@ -207,19 +309,23 @@ def load(
     """Rebuild the module saved by `save` (or load its weights into `into`, which must match its config).
 
     Raises FileNotFoundError, or CheckpointError naming what is wrong: truncated, corrupted (checksum),
-    not a fastgru checkpoint, tensors that do not fit the config, or an `into` module that differs.
+    not a fastgru checkpoint, a config value of the wrong type or out of range, tensors that do not fit
+    the config, or an `into` module that differs.
     """
-    tensors, config = read(path, map_location=map_location)
+    tensors, config, version = _read(path, map_location)
     saved = config.get("module") if isinstance(config, dict) else None
     if not isinstance(saved, dict) or not {"class", "kwargs", "dtype"} <= set(saved):
-        raise CheckpointError(f"{path}: the config does not describe a fastgru module: {config!r}")
+        raise CheckpointError(f"{path}: the config does not describe a fastgru module: {str(config)[:120]}")
+    if not isinstance(saved["class"], str):
+        raise CheckpointError(f"{path}: the config's class is not a name: {saved['class']!r}"[:200])
     cls = _fastgru_class(saved["class"])
     if not isinstance(saved["kwargs"], dict):
         raise CheckpointError(f"{path}: the config's kwargs are not a JSON object")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["kwargs"].items()}
-    dtype = getattr(torch, str(saved["dtype"]), None)
-    if not isinstance(dtype, torch.dtype):
-        raise CheckpointError(f"{path}: unknown dtype {saved['dtype']!r} in the config")
+    kwargs = _checked_kwargs(path, cls, saved["kwargs"], version)
+    if saved["dtype"] not in _DTYPES:
+        raise CheckpointError(f"{path}: unknown dtype {str(saved['dtype'])[:40]!r} in the config; "
+                              f"expected one of {_DTYPES}")
+    dtype = getattr(torch, saved["dtype"])
     if into is not None:
         ours = module_config(into)
         theirs = saved["kwargs"]
@@ -236,8 +342,8 @@ def load(
     else:
         try:
             module = cls(**kwargs, dtype=dtype)
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: cannot build {saved['class']}(**{kwargs}): {exc}") from exc
+        except (TypeError, ValueError, OverflowError, RuntimeError, MemoryError) as exc:
+            raise CheckpointError(f"{path}: invalid config for {saved['class']}: {_one_line(exc)}") from exc
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:
@@ -249,6 +355,10 @@ def load(
             f"{path}: tensors do not fit {saved['class']}({kwargs}): missing {missing or 'none'}, "
             f"unexpected {unexpected or 'none'}, wrong shapes {shapes or 'none'}"
         )
+    wrong_dtype = sorted(k for k, v in tensors.items() if v.dtype != dtype)
+    if wrong_dtype:
+        raise CheckpointError(f"{path}: tensors {wrong_dtype} are not {saved['dtype']} as the config says")
     with torch.no_grad():
         module.load_state_dict(tensors)
     return module if into is not None else module.to(map_location)
+

@@ -21,7 +21,14 @@ from torch import Tensor
 from . import backends
 from .backends import PLAIN, CellSpec, layer_norm_offset, row_norm, saved_width
 from .backends import cpu as cpu_backend
-from .validation import check_finite, check_hidden, check_input, check_lengths, check_weights
+from .validation import (
+    check_finite,
+    check_hidden,
+    check_input,
+    check_lengths,
+    check_regularization,
+    check_weights,
+)
 
 Weights = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
 
@@ -470,6 +477,8 @@ def gru(
     dirs = 2 if bidirectional else 1
     if len(weights) != num_layers * dirs:
         raise ValueError(f"weights: expected {num_layers * dirs} tuples (layers x directions), got {len(weights)}")
+    if dropout or input_dropout or recurrent_dropout or zoneout:  # NaN is truthy: checked too; 0s cost nothing
+        check_regularization(dropout, input_dropout, recurrent_dropout, zoneout)
     input_size = weights[0][0].shape[1]
     hidden_size = weights[0][1].shape[1]
     check_input(input, input_size, batch_first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -104,3 +105,40 @@ def check_fraction(name: str, value: object, *, allow_one: bool = False) -> None
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not number or not (0 <= value and (value <= 1 if allow_one else value < 1)):
         raise ValueError(f"{name} must be a number in [0, {'1]' if allow_one else '1)'}, got {value!r}")
+
+
+def check_flag(name: str, value: object) -> None:
+    """A boolean option: True/False (or 0/1, as torch.nn.GRU callers sometimes pass). A string such as
+    "false" would be truthy and silently mean True, so it is refused."""
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    """An option that names one of a fixed set of choices."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_hard_sigmoid(value: object) -> tuple[float, float]:
+    """(alpha, beta) of hard_sigmoid(x) = clamp(alpha x + beta, 0, 1): two finite numbers, alpha > 0
+    (a gate that rises with its input, as Keras' 0.2 or 1/6 and ONNX's default). Returns them as floats."""
+    try:
+        alpha, beta = value  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ValueError(f"hard_sigmoid must be a pair (alpha, beta), got {value!r}") from None
+    for part, v in (("alpha", alpha), ("beta", beta)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ValueError(f"hard_sigmoid {part} must be a finite number, got {v!r}")
+    if alpha <= 0:
+        raise ValueError(f"hard_sigmoid alpha must be > 0 (the gate must rise with its input), got {alpha!r}")
+    return float(alpha), float(beta)
+
+
+def check_regularization(dropout: float, input_dropout: float, recurrent_dropout: float, zoneout: float) -> None:
+    """The probabilities of a GRU call: dropout in [0, 1] (as torch.nn.GRU), the others in [0, 1)."""
+    check_fraction("dropout", dropout, allow_one=True)
+    for name, p in (("input_dropout", input_dropout), ("recurrent_dropout", recurrent_dropout),
+                    ("zoneout", zoneout)):
+        check_fraction(name, p)

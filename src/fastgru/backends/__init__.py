@@ -55,6 +55,8 @@ from types import ModuleType
 
 import torch
 
+from ..validation import check_choice, check_fraction, check_hard_sigmoid
+
 BACKENDS = ("auto", "cpu", "torch", "triton")
 ACTIVATIONS = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "relu": 3, "softsign": 4}
 GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
@@ -82,14 +84,12 @@ class CellSpec:
     zoneout: float = 0.0  # eval-mode zoneout probability
 
     def __post_init__(self) -> None:
-        if self.gate_activation not in GATE_ACTIVATIONS:
-            raise ValueError(f"gate_activation must be one of {GATE_ACTIVATIONS}, got {self.gate_activation!r}")
-        if self.candidate_activation not in ACTIVATIONS:
-            raise ValueError(
-                f"candidate_activation must be one of {tuple(ACTIVATIONS)}, got {self.candidate_activation!r}"
-            )
-        if not 0.0 <= self.zoneout < 1.0:
-            raise ValueError(f"zoneout must be in [0, 1), got {self.zoneout!r}")
+        # the one place every backend's cell options are checked: a CellSpec that exists is valid, so the
+        # CPU kernel, Triton and the torch loop are never handed options one of them would read differently
+        check_choice("gate_activation", self.gate_activation, GATE_ACTIVATIONS)
+        check_choice("candidate_activation", self.candidate_activation, tuple(ACTIVATIONS))
+        check_hard_sigmoid((self.hard_sigmoid_alpha, self.hard_sigmoid_beta))
+        check_fraction("zoneout", self.zoneout)
 
     @property
     def plain(self) -> bool:

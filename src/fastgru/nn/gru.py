@@ -15,10 +15,18 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import functional
-from ..backends import CellSpec
+from ..backends import BACKENDS, CellSpec
 from ..backends import cpu as cpu_backend
 from ..errors import GRUInputError
-from ..validation import check_fraction, check_hidden, check_positive_int
+from ..validation import (
+    check_choice,
+    check_flag,
+    check_fraction,
+    check_hard_sigmoid,
+    check_hidden,
+    check_positive_int,
+    check_regularization,
+)
 
 INITS = ("torch", "keras")
 
@@ -27,6 +35,14 @@ def _check_sizes(input_size: int, hidden_size: int, num_layers: int = 1, dropout
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
         check_positive_int(name, value)
     check_fraction("dropout", dropout, allow_one=True)  # as torch.nn.GRU
+
+
+def _check_options(*, init: str, backend: str, **flags: object) -> None:
+    """The non-numeric constructor options: init and backend names, and the boolean flags."""
+    check_choice("init", init, INITS)
+    check_choice("backend", backend, BACKENDS)
+    for name, value in flags.items():
+        check_flag(name, value)
 
 
 def _init_group(w_ih: Tensor, w_hh: Tensor, biases: list[Tensor], hidden_size: int, init: str) -> None:
@@ -76,12 +92,11 @@ class GRU(nn.Module):
     ) -> None:
         super().__init__()
         _check_sizes(input_size, hidden_size, num_layers, dropout)
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        for name, p in (("input_dropout", input_dropout), ("recurrent_dropout", recurrent_dropout),
-                        ("zoneout", zoneout)):
-            check_fraction(name, p)
-        self.cell = CellSpec(gate_activation, candidate_activation, float(hard_sigmoid[0]), float(hard_sigmoid[1]))
+        _check_options(init=init, backend=backend, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
+                       reset_after=reset_after, check_finite=check_finite)
+        check_regularization(dropout, input_dropout, recurrent_dropout, zoneout)
+        alpha, beta = check_hard_sigmoid(hard_sigmoid)
+        self.cell = CellSpec(gate_activation, candidate_activation, alpha, beta)
         self.input_dropout = float(input_dropout)
         self.recurrent_dropout = float(recurrent_dropout)
         self.zoneout = float(zoneout)
@@ -352,8 +367,7 @@ class GRUCell(nn.Module):
     ) -> None:
         super().__init__()
         _check_sizes(input_size, hidden_size)
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        _check_options(init=init, backend=backend, bias=bias, reset_after=reset_after)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.reset_after, self.init, self.backend = reset_after, init, backend
         factory = {"device": device, "dtype": dtype}
