@@ -91,3 +91,9 @@ def test_backends_agree_on_an_accepted_hard_sigmoid():
         with torch.no_grad():
             outs.append(m(x)[0])
     assert torch.isfinite(outs[0]).all() and (outs[0] - outs[1]).abs().max() < 1e-5
+
+
+def test_jit_script_fails_with_a_message_that_points_elsewhere():
+    model = torch.nn.Sequential(fastgru.nn.GRU(3, 4))
+    with pytest.raises(RuntimeError, match=r"torch.jit.script does not support fastgru.nn.GRU: use torch.compile"):
+        torch.jit.script(model)

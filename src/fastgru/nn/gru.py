@@ -159,6 +159,14 @@ class GRU(nn.Module):
         # the kernel's stepper is a cache that cannot be pickled: copies and torch.save rebuild it on use
         return {**super().__getstate__(), "_stepper": None}
 
+    def __prepare_scriptable__(self):
+        """torch.jit.script cannot compile this module (its forward dispatches to fused kernels from
+        Python); say so plainly instead of TorchScript's message about keyword-only arguments."""
+        raise RuntimeError(
+            f"torch.jit.script does not support fastgru.nn.{type(self).__name__}: use torch.compile(model), "
+            "or torch.jit.trace(model, example_input) for a TorchScript graph, or fastgru.export.onnx"
+        )
+
     def _draws_masks(self) -> bool:
         """Training with any regularisation: each call draws per-sequence masks, which step() cannot."""
         return self.training and bool(self.input_dropout or self.recurrent_dropout or self.zoneout or self.dropout)
