@@ -185,3 +185,13 @@ def test_default_size_grows_with_the_text_and_shrinks_with_the_time_budget():
         assert sizing.gru_parameters(size.hidden_size) <= max(sizing.PARAMS_PER_CHAR * chars,
                                                               sizing.gru_parameters(sizing.SIZES[0]))
         assert size.reason
+
+
+def test_progress_bar_shows_characters_per_second(capsys):
+    torch.manual_seed(2)
+    vocab = char_text.CharVocab.from_text(SONNETS[:6000], unknown=True)
+    train, valid = vocab.encode(SONNETS[:5000]), vocab.encode(SONNETS[5000:6000])
+    run = train_char_lm(tiny_model(len(vocab)), train, valid, CharTrainSettings(seq_len=20, batch_size=4, epochs=1),
+                        progress=True)
+    err = capsys.readouterr().err
+    assert re.search(r"[\d,]+ chars/s", err) and run["stop_reason"] == "1 epochs"
