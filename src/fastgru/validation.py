@@ -73,7 +73,12 @@ def check_lengths(lengths: Tensor | Sequence[int], batch: int, seq_len: int, enf
         raise GRUInputError(f"lengths must hold integers, got dtype {lengths.dtype}")
     if lengths.shape[0] != batch:
         raise GRUInputError(f"lengths has {lengths.shape[0]} entries but the batch has {batch} sequences")
-    if not _compiling():
+    if _compiling():
+        # while tracing the values are unknown: an assert node stays in the compiled / exported graph and
+        # raises at run time, so bad lengths are refused there too (no silently wrong state)
+        torch._assert_async((lengths >= 1).all() & (lengths <= seq_len).all(),
+                            f"fastgru: lengths must be in [1, seq_len = {seq_len}] (GRUInputError in eager mode)")
+    else:
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1:
             raise GRUInputError(f"lengths must be >= 1 (empty sequences are not allowed), got min {lo}")
