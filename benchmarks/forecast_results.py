@@ -134,13 +134,15 @@ def main() -> None:
     ap.add_argument("--results-md", default="RESULTS.md")
     ap.add_argument("--only", help="comma-separated names to run (default: all)")
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    ap.add_argument("--panel-seeds", help="seeds of the panels (default: --seeds)")
     ap.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     args = ap.parse_args()
     out = Path(args.out)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     sets = datasets(out / "data")
     names = args.only.split(",") if args.only else list(sets)
-    results = {n: run(n, sets[n], seeds, out) for n in names}
+    panel_seeds = tuple(int(s) for s in args.panel_seeds.split(",")) if args.panel_seeds else seeds
+    results = {n: run(n, sets[n], panel_seeds if n.startswith("panel") else seeds, out) for n in names}
     rows = [row for n, rs in results.items() if not n.startswith("heldout") for row in series_rows(n, rs)]
     held = [row for n, rs in results.items() if n.startswith("heldout") for row in series_rows(n, rs)]
     panels = [panel_text(n, rs) for n, rs in results.items() if n.startswith("panel")]
@@ -157,7 +159,9 @@ def main() -> None:
         text += ["\n**Held-out series** (set aside while the method was built, run once at the end):\n",
                  format_table(held, HEAD, markdown=True)]
     if panels:
-        text += ["\n**Panels**: one global model per table, per-series wins against each series' best baseline:\n",
+        text += [f"\n**Panels** (seeds {', '.join(map(str, panel_seeds))}): one global model per table, per-series "
+                 "wins "
+                 "against each series' best baseline:\n",
                  *panels]
     text.append("\nThe MSTL+ETS peer is fitted once on the training part and keeps that part's seasonal shape (see "
                 "docs/forecast.md); where the shape drifts it trails the seasonal naive forecasts, which re-read the "
