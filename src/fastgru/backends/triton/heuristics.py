@@ -36,11 +36,33 @@ SINGLE_PROGRAM_MAX_H = 128  # small H: one program per batch block, no grid barr
 LARGE_B, LARGE_H = 128, 1024  # "gemm" path from here on
 LN_MAX_H = 512  # largest hidden size the layer-norm kernels take (one program holds whole rows)
 LN_TILE_ELEMS = 8192  # layer norm: BLOCK_B x h_pad up to this (x3 fp32 accumulators), BLOCK_B >= the dot's 16
+# Shared memory per block (bytes) a plan may use when the device's own limit is not given: the smallest
+# of the supported architectures, A100 (sm_80: 163 KB per block; H100 / H200, sm_90: 227 KB).
+SMEM_PER_BLOCK_DEFAULT = 166_912
+SMEM_PER_BLOCK = {80: 166_912, 86: 101_376, 87: 166_912, 89: 101_376, 90: 232_448}  # by compute capability
+SMEM_SCRATCH = 16 * 1024  # room left for layout conversions and reductions beside the dot operands
+MAX_STAGES = 3  # software-pipelining depth of the streamed W_hh loop (Triton's default on CUDA)
 
 
 def supports_layer_norm(H: int) -> bool:
     """Whether the kernels fuse the recurrent layer norm at hidden size H (else: the torch loop)."""
     return 1 <= H <= LN_MAX_H
+
+
+def smem_estimate(block_b: int, block_h: int, h_pad: int, block_k: int, resident: bool, use_dot: bool,
+                  elem_bytes: int, num_stages: int) -> int:
+    """Upper estimate of the shared memory (bytes) a plan's kernels allocate, checked against the compiler's
+    figures over the whole shape grid by `fastgru.backends.triton.aot`.
+
+    tl.dot stages both operands in shared memory: up to 3 state tiles (BLOCK_B x K; the backward reads three
+    different sources) and the 3 gates' W_hh tiles (K x BLOCK_H), K = H_PAD when W is resident, else BLOCK_K
+    per pipeline stage of the streamed loop (num_stages buffers). Operands are staged in the weight dtype (fp32
+    operands: 4 bytes). The broadcast product uses no shared memory for its operands.
+    """
+    if not use_dot:
+        return SMEM_SCRATCH
+    k, stages = (h_pad, 1) if resident else (block_k, num_stages)
+    return stages * 3 * k * (block_b + block_h) * elem_bytes + SMEM_SCRATCH
 
 
 def next_pow2(n: int) -> int:
@@ -66,6 +88,7 @@ class Plan:
     n_b: int  # programs along the batch
     n_h: int  # programs along the hidden units (the barrier's participants)
     sync: bool  # persistent: grid barrier (n_h > 1) vs CTA barrier only
+    num_stages: int = 1  # software-pipelining depth of the streamed W_hh loop (shared-memory buffers)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -80,6 +103,8 @@ def make_plan(
     interpret: bool,
     tf32: bool = False,
     layer_norm: bool = False,
+    capability: int | None = None,
+    smem_per_block: int | None = None,
     **overrides,
 ) -> Plan:
     """Pick a plan for batch B, hidden size H, weight element size `elem_bytes`.
@@ -89,6 +114,10 @@ def make_plan(
     (tests use that to run every code path at small sizes; the interpreter accepts tiles < 16 for
     tl.dot, a GPU does not); derived fields (n_b, n_h, ...) follow the overridden ones. layer_norm: the
     recurrent layer norm is fused (needs H <= LN_MAX_H; one program per row block, see above).
+    capability: the GPU's compute capability (80 for sm_80, ...; None: unknown), smem_per_block: the shared
+    memory one block may use (None: SMEM_PER_BLOCK[capability], else SMEM_PER_BLOCK_DEFAULT, A100's). The plan's shared
+    memory (`smem_estimate`) is kept within it: a W_hh slice that does not fit is streamed, and the streamed
+    loop gets fewer pipeline stages, then smaller chunks, until it fits.
     """
     if B < 1 or H < 1:
         raise ValueError(f"batch and hidden size must be positive, got B={B}, H={H}")
@@ -118,6 +147,7 @@ def make_plan(
     if layer_norm and n_h != 1:
         raise ValueError(f"the layer norm needs block_h >= H (one program per row block), got block_h={block_h}, H={H}")
     resident = overrides.pop("resident", None)
+    fixed_res = resident is not None
     if resident is None:
         w_bytes = 3 * block_h * h_pad * elem_bytes
         x_bytes = 4 * block_b * h_pad
@@ -125,8 +155,23 @@ def make_plan(
         if not use_dot:  # the broadcast product materialises block_b x h_pad x block_h values
             resident = resident and block_b * h_pad * block_h <= 2 * BROADCAST_ELEMS
     block_k = overrides.pop("block_k", None)
+    fixed_k = block_k is not None
     if block_k is None:
         block_k = min(h_pad, 64) if use_dot else min(h_pad, max(1, BROADCAST_ELEMS // (block_b * block_h)))
+    smem_limit = smem_per_block or SMEM_PER_BLOCK.get(capability, SMEM_PER_BLOCK_DEFAULT)
+    num_stages = overrides.pop("num_stages", None)
+
+    def smem(res: bool, k: int, stages: int) -> int:
+        return smem_estimate(block_b, block_h, h_pad, k, res, use_dot, elem_bytes, stages)
+
+    if resident and not fixed_res and smem(True, block_k, 1) > smem_limit:
+        resident = False  # the W_hh slice and the state tile do not fit in shared memory: stream W
+    if num_stages is None:
+        num_stages = 1
+        if not resident:
+            num_stages = next((s for s in range(MAX_STAGES, 0, -1) if smem(False, block_k, s) <= smem_limit), 1)
+            while not fixed_k and block_k > (16 if use_dot else 1) and smem(False, block_k, num_stages) > smem_limit:
+                block_k //= 2
     if use_dot and not interpret and min(block_b, block_h, block_k, h_pad) < 16:
         raise ValueError(
             f"tl.dot needs tiles >= 16 on a GPU, got block_b={block_b}, block_h={block_h}, "
@@ -154,7 +199,7 @@ def make_plan(
         )
     sync = overrides.pop("sync", n_h > 1)
     plan = Plan(mode, block_b, block_h, h_pad, block_k, bool(resident), bool(use_dot), int(num_warps),
-                n_b, n_h, bool(sync))
+                n_b, n_h, bool(sync), int(num_stages))
     if overrides:
         plan = replace(plan, **overrides)  # raises TypeError on an unknown field name
     return plan

@@ -67,19 +67,24 @@ def allow_tf32() -> bool:
 
 
 @functools.cache
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
+def _device_limits(index: int) -> tuple[int, int, int | None]:
+    """(SM count, compute capability as 80 / 90 / ..., shared memory one block may opt in to, if torch says)."""
+    props = torch.cuda.get_device_properties(index)
+    smem = getattr(props, "shared_memory_per_block_optin", None)
+    return props.multi_processor_count, 10 * props.major + props.minor, smem
 
 
 def plan_for(B: int, H: int, w_dtype: torch.dtype, device: torch.device, layer_norm: bool = False,
              **overrides) -> Plan:
     """The launch plan `forward`/`backward` use for this problem (overrides: any Plan field)."""
-    n_sm = None
+    n_sm = capability = smem = None
     if device.type == "cuda" and not interpreting():
-        n_sm = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+        n_sm, capability, smem = _device_limits(device.index if device.index is not None
+                                                else torch.cuda.current_device())
     elem = torch.empty((), dtype=w_dtype).element_size()
     tf32 = w_dtype == torch.float32 and allow_tf32()
-    return make_plan(B, H, elem, n_sm, interpreting(), tf32=tf32, layer_norm=layer_norm, **overrides)
+    return make_plan(B, H, elem, n_sm, interpreting(), tf32=tf32, layer_norm=layer_norm, capability=capability,
+                     smem_per_block=smem, **overrides)
 
 
 @contextlib.contextmanager
@@ -247,7 +252,7 @@ def forward(
         REVERSE=reverse, HAS_BIAS=b is not None, HAS_LEN=lengths is not None, SAVE=save, RING=ring,
         BLOCK_K=plan.block_k, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad,
         USE_DOT=plan.use_dot, PREC="tf32" if allow_tf32() else "ieee", EMU=interpreting(),
-        num_warps=plan.num_warps, **cell_consts,
+        num_warps=plan.num_warps, num_stages=plan.num_stages, **cell_consts,
     )
     ptrs = (gi, gi.stride(0), gi.stride(1), buf, st, gates if save else dummy, w,
             b if b is not None else dummy, lengths if lengths is not None else dummy, *cell)
@@ -378,7 +383,7 @@ def backward(
         RESET_AFTER=reset_after, REVERSE=reverse, HAS_LEN=lengths is not None,
         BLOCK_K=plan.block_k, BLOCK_B=plan.block_b, BLOCK_H=plan.block_h, H_PAD=plan.h_pad,
         USE_DOT=plan.use_dot, PREC="tf32" if allow_tf32() else "ieee", EMU=interpreting(),
-        num_warps=plan.num_warps, **cell_consts,
+        num_warps=plan.num_warps, num_stages=plan.num_stages, **cell_consts,
     )
     ptrs = (dbuf, dbuf.stride(0), dbuf.stride(1), buf, gates, w, lengths if lengths is not None else dummy,
             *cell[:5], dgi, dgh_n if reset_after else dummy, dh0,  # (the backward needs no hard-sigmoid offset)
