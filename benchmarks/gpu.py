@@ -162,6 +162,20 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_section(output: Path, rows: list[dict], head: str, command: str, rounds: int) -> None:
+    """Write the 'gpu' section of `output` (atomically; other sections untouched)."""
+    from fastgru.report import replace_section
+
+    body = (
+        f"Device: {head}.\n\nCommand: `{command}` (triton.testing.do_bench medians, median of "
+        f"{rounds} alternating rounds per side; us/step = time / T; speed-up = cuDNN time / fastgru "
+        "time; peak MB = GPU memory one call allocates beyond what was allocated before it; max rel diff "
+        "= largest |fastgru - cuDNN| / max |cuDNN| over outputs (inference) or weight gradients "
+        "(training)).\n\n" + format_table(rows) + "\n"
+    )
+    replace_section(output, "gpu", "## GPU: fastgru.nn.GRU (Triton) vs torch.nn.GRU (cuDNN)", body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=GRID, metavar="T,B,H")
@@ -206,16 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
         write_text(Path(args.json), json.dumps(rows, indent=1))
     if not args.no_write:
-        from fastgru.report import replace_section
-
-        body = (
-            f"Device: {head}.\n\nCommand: `{command.strip()}` (triton.testing.do_bench medians, median of "
-            f"{args.rounds} alternating rounds per side; us/step = time / T; speed-up = cuDNN time / fastgru "
-            "time; peak MB = GPU memory one call allocates beyond what was allocated before it; max rel diff "
-            "= largest |fastgru - cuDNN| / max |cuDNN| over outputs (inference) or weight gradients "
-            "(training)).\n\n" + table + "\n"
-        )
-        replace_section(Path(args.output), "gpu", "## GPU: fastgru.nn.GRU (Triton) vs torch.nn.GRU (cuDNN)", body)
+        write_section(Path(args.output), rows, head, command.strip(), args.rounds)
         print(f"wrote section 'gpu' of {args.output}")
     return 0
 
