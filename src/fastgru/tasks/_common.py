@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .. import atomic
+
+if TYPE_CHECKING:  # pandas is an optional dependency (the `apps` extra); the command imports this module
+    import pandas as pd
 
 DEFAULT_OUT_ROOT = "fastgru-out"
 
