@@ -22,3 +22,13 @@ def fresh_seed():
 
 
 CORE_BACKENDS = ["cpu", "torch"]
+
+
+@pytest.fixture(scope="module")
+def keras():
+    """Keras 3 on its torch backend (the interop tests compare fastgru with it); skipped when not installed."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras", reason="keras is not installed (pip install fastgru[interop])")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"keras was already imported with the {keras.backend.backend()!r} backend; these tests need torch")
+    return keras

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 TOL = 1e-5  # fp32 agreement required between fastgru and another framework on the same weights
@@ -40,3 +41,11 @@ def scaled_err(a, b) -> float:
     """max |a - b| / max(1, max |b|): absolute for bounded (tanh) outputs, relative for unbounded (relu) ones."""
     b = torch.as_tensor(b).double()
     return max_err(a, b) / max(1.0, b.abs().max().item())
+
+
+def fill_(model, scale: float = 0.5):
+    """Fresh random values (from torch's seeded generator) in every variable of a Keras model, biases included."""
+    rng = np.random.default_rng(int(torch.randint(0, 2**31, ())))
+    for v in model.weights:
+        v.assign(rng.normal(0, scale, tuple(v.shape)).astype("float32"))
+    return model

@@ -4,14 +4,13 @@ Every check compares against Keras' own outputs on fresh random weights and inpu
 be bit-exact; options fastgru cannot compute must be refused by name.
 """
 
-import os
 import warnings
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-from interop_util import TOL, max_err, randomize_, same_state, scaled_err
+from interop_util import TOL, fill_, max_err, randomize_, same_state, scaled_err
 
 import fastgru
 from fastgru.interop import InteropError, from_keras, from_keras_file, to_keras
@@ -19,23 +18,6 @@ from fastgru.interop import InteropError, from_keras, from_keras_file, to_keras
 B, T, I, H = 4, 6, 3, 5
 # Keras' own numpy conversions of torch tensors warn under numpy 2; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras", reason="keras is not installed (pip install fastgru[interop])")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"keras was already imported with the {keras.backend.backend()!r} backend; these tests need torch")
-    return keras
-
-
-def fill_(model, scale=0.5):
-    """Fresh random values in every Keras variable (biases included)."""
-    for v in model.weights:
-        v.assign(np.random.default_rng(int(torch.randint(0, 2**31, ())))
-                 .normal(0, scale, tuple(v.shape)).astype("float32"))
-    return model
 
 
 def knp(keras, value):

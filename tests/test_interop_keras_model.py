@@ -5,34 +5,17 @@ random weights, for left-padded input (keras.utils.pad_sequences' default) and r
 layers or masks it cannot reproduce are refused by name.
 """
 
-import os
 
 import numpy as np
 import pytest
 import torch
-from interop_util import TOL, max_err
+from interop_util import TOL, fill_, max_err
 
 from fastgru.interop import InteropError, from_keras
 from fastgru.interop.keras_model import KerasModel
 
 VOCAB, E, H, CLASSES = 30, 6, 7, 5
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras", reason="keras is not installed (pip install fastgru[interop])")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"keras was already imported with the {keras.backend.backend()!r} backend; these tests need torch")
-    return keras
-
-
-def fill_(model, scale=0.5):
-    rng = np.random.default_rng(int(torch.randint(0, 2**31, ())))
-    for v in model.weights:
-        v.assign(rng.normal(0, scale, tuple(v.shape)).astype("float32"))
-    return model
 
 
 def token_batch(keras, padding: str, batch: int = 6, longest: int = 9):

@@ -5,7 +5,6 @@ recurrent_activation, go_backwards and a Bidirectional's merge_mode must come fr
 them, the import agrees with Keras (torch backend) on fresh random weights and inputs.
 """
 
-import os
 
 import numpy as np
 import pytest
@@ -18,15 +17,6 @@ from fastgru.interop.keras_model import GoBackwards
 B, T, I, H = 3, 7, 4, 5
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 STATED = {"activation": "tanh", "recurrent_activation": "sigmoid", "go_backwards": False}
-
-
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras", reason="keras is not installed (pip install fastgru[interop])")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"keras was already imported with the {keras.backend.backend()!r} backend; these tests need torch")
-    return keras
 
 
 def saved(keras, tmp_path, layer, name="m.weights.h5"):
