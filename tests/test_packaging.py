@@ -93,6 +93,28 @@ def test_installed_wheel_works_outside_the_repository(dist, tmp_path, fresh_seed
     assert "pip install 'fastgru[apps]'" in missing.stderr and "Traceback" not in missing.stderr
 
 
+WITHOUT_APPS = r"""
+import sys
+for name in ("pandas", "matplotlib", "sacrebleu", "sklearn"):
+    sys.modules[name] = None  # as if the 'apps' extra were not installed: importing them fails
+from fastgru.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_command_without_the_apps_extra_lists_tasks_and_names_the_extra():
+    """The fast check of what the wheel test checks in a fresh venv: no extra is imported up front."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    helped = subprocess.run([sys.executable, "-c", WITHOUT_APPS, "--help"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert helped.returncode == 0, helped.stderr[-3000:]
+    assert "forecast" in helped.stdout and "pip install 'fastgru[apps]'" in helped.stdout
+    missing = subprocess.run([sys.executable, "-c", WITHOUT_APPS, "forecast", "--data", "sunspots"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2, missing.stderr[-3000:]
+    assert "pip install 'fastgru[apps]'" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_documentation_site_builds_without_warnings(tmp_path):
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",

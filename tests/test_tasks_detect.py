@@ -103,7 +103,7 @@ def test_default_threshold_baseline_and_training_part_options(tmp_path):
     rng = _rng()
     n = 400
     x = np.sin(np.arange(n) / 6) + rng.normal(0, 0.05, n)
-    idx = np.sort(rng.choice(np.arange(250, 390), size=4, replace=False))
+    idx = 250 + 5 * np.sort(rng.choice(28, size=4, replace=False))  # 4 spikes, never adjacent: 4 events
     x[idx] += rng.choice([-1, 1], size=4) * rng.uniform(1.5, 2.5, size=4)
     label = np.zeros(n, dtype=int)
     label[idx] = 1

@@ -21,7 +21,7 @@ For every subcommand that does not define them itself the CLI adds the common op
     --progress / --no-progress   progress bars; default: on when stderr is a terminal (``args.progress``)
 
 and, for every subcommand with a ``--data`` option, the reading options of users' text tables (the run
-is wrapped in fastgru.data.tabular.reading_options, so the task's reader obeys them):
+is wrapped in fastgru.data.reading_options.reading_options, so the task's reader obeys them):
 
     --sep CHAR         the separator of a CSV file (',', ';', 'tab', '|'); default: detected
     --decimal {.,,}    the decimal mark; default: detected (',' for European files like 1,5 or 1.234,5)
@@ -42,7 +42,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .data.tabular import reading_options
+from .data.reading_options import reading_options
 from .tasks._common import default_out
 
 # The registry: import paths of modules providing add_parser(subparsers) and run_from_args(args).
@@ -166,12 +166,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (not the stream it was created with), so a
+    caller that swaps stderr (a test capturing it, a notebook) never gets a write to a closed stream."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def log_to_stderr() -> None:
     """Without a terminal there are no progress bars: show fastgru's periodic log lines instead, so that a
     run whose output goes to a file or a pipe still says what it is doing."""
     logger = logging.getLogger("fastgru")
     if not any(getattr(h, "fastgru_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("fastgru: %(message)s"))
         handler.fastgru_cli = True
         logger.addHandler(handler)

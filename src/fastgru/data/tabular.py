@@ -25,47 +25,24 @@ Row numbers in messages count data rows from 1 (the header is not counted), in f
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .delimited import MISSING_MARKERS, NUMBER_PATTERNS, TableReadError, peak_rss_mb, read_delimited
+from .reading_options import current as _current_reading_options
+from .reading_options import reading_options, separator
+
+__all__ = ["DataFileError", "read_table", "reading_options", "separator", "load_columns", "handle_nans",
+           "to_numeric", "require_columns", "numeric_columns", "check_enough_rows", "NAN_POLICIES"]
 
 NAN_POLICIES = ("error", "drop", "ffill", "interpolate", "zero")
 READERS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
-SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
-_READING: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar("fastgru_reading",
-                                                                                       default=None)
-
-
 class DataFileError(ValueError):
     """A data file (or a built-in data set) that cannot be used as asked; the message says why."""
-
-
-def separator(text: str | None) -> str | None:
-    """A --sep value as the character: 'tab' (or a backslash-t) is a tab; None stays None (detect)."""
-    if text is None:
-        return None
-    return SEPARATOR_NAMES.get(text.lower(), text)
-
-
-@contextlib.contextmanager
-def reading_options(sep: str | None = None, decimal: str | None = None) -> Iterator[None]:
-    """Within the block, :func:`read_table` uses this separator / decimal mark where its caller gives none.
-
-    The command line wraps each run in it with ``--sep`` and ``--decimal``, so every task that reads a
-    user's table obeys them without passing them down; a Python caller passes them to the reader.
-    """
-    token = _READING.set({"sep": separator(sep), "decimal": decimal})
-    try:
-        yield
-    finally:
-        _READING.reset(token)
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None, *, sep: str | None = None,
@@ -85,7 +62,7 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, *, sep: s
         raise DataFileError(
             f"{path}: unknown file type {path.suffix!r}; use one of {sorted(READERS)} (CSV, TSV or Parquet)"
         )
-    context = _READING.get() or {}
+    context = _current_reading_options()
     sep = separator(sep) or context.get("sep")
     decimal = decimal or context.get("decimal")
     try:
