@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastgru.data.sequences import load_ucr
-from fastgru.tasks.classify import classify
-from fastgru.tasks.classify_peers import score_peers
+from fastgru.apps.classify import classify
+from fastgru.apps.classify_peers import score_peers
+from fastgru.apps.data.sequences import load_ucr
 
 SETS = ("arrowhead", "gunpoint", "italy_power_demand", "osuleaf", "basic_motions", "japanese_vowels")
 

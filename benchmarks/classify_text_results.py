@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from fastgru.report import replace_section
-from fastgru.tasks._common import format_table
-from fastgru.tasks.classify_text import classify_text
+from fastgru.apps.classify_text import classify_text
+from fastgru.apps.common import format_table
+from fastgru.io.markdown import replace_section
 
 
 def _ms(values: list[float]) -> str:

@@ -3,7 +3,7 @@
 Grid: T in {1, 16, 64, 256}, B in {1, 8, 64}, H in {32, 128, 512}, I = H/2; inference (no_grad) and
 training (forward + backward of sum(outputs)). Every round calls each side once on the same inputs and
 weights (interleaved); tables give medians and ratio = peer time / fastgru time (above 1: fastgru is
-faster). onnxruntime runs the graph fastgru.export.onnx writes, with intra-op threads = torch's.
+faster). onnxruntime runs the graph fastgru.io.export.onnx writes, with intra-op threads = torch's.
 Also the floor of one call (an empty custom op, an empty autograd Function, torch.nn.GRU at T=1) and
 bf16 autocast (speed and max error against float32, beside torch.nn.GRU under the same autocast).
 
@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from fastgru import bench  # noqa: E402
-from fastgru.bench import machine_description  # noqa: E402
+from fastgru.apps import bench  # noqa: E402
+from fastgru.apps.bench import machine_description  # noqa: E402
+from fastgru.io.markdown import replace_section  # noqa: E402
 from fastgru.nn import GRU  # noqa: E402
-from fastgru.report import replace_section  # noqa: E402
 
 GRID = [(T, B, H // 2, H) for H in (32, 128, 512) for B in (1, 8, 64) for T in (1, 16, 64, 256)]
 QUICK_GRID = [(T, B, H // 2, H) for H in (8, 16) for B in (1, 2) for T in (1, 3)]

@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
+from fastgru.apps.bench import SIZES, machine_description  # noqa: E402
 from fastgru.backends import cpu  # noqa: E402
-from fastgru.bench import SIZES, machine_description  # noqa: E402
 
 
 def median_ms(fn, reps=5):

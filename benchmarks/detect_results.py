@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastgru.data.series import load_series, package_data_dir
-from fastgru.tasks._common import format_table
-from fastgru.tasks.detect import DEFAULT_RULE, detect
+from fastgru.apps.common import format_table
+from fastgru.apps.data.series import load_series, package_data_dir
+from fastgru.apps.detect import DEFAULT_RULE, detect
 
 BEGIN, END = "<!-- detect-results:begin -->", "<!-- detect-results:end -->"
 KDD = "KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_TEST.csv"

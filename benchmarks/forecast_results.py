@@ -32,9 +32,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fastgru.report import replace_section
-from fastgru.tasks._common import format_table
-from fastgru.tasks.forecast import forecast
+from fastgru.apps.common import format_table
+from fastgru.apps.forecast import forecast
+from fastgru.io.markdown import replace_section
 
 SEEDS = (0, 1, 2)
 torch.set_num_threads(1)  # the runs are small: one thread is faster than two contending ones

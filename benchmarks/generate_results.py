@@ -31,7 +31,7 @@ START, END = "<!-- generate:start -->", "<!-- generate:end -->"
 
 
 def run_one(text: str | None, seed: int, out: Path, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, "-m", "fastgru.cli", "generate", "--seed", str(seed), "--out", str(out), "--force",
+    cmd = [sys.executable, "-m", "fastgru", "generate", "--seed", str(seed), "--out", str(out), "--force",
            "--time-limit", str(args.time_limit), "--length", "300", "--no-progress"]
     if text:
         cmd += ["--text-file", text]

@@ -164,7 +164,7 @@ def format_table(rows: list[dict]) -> str:
 
 def write_section(output: Path, rows: list[dict], head: str, command: str, rounds: int) -> None:
     """Write the 'gpu' section of `output` (atomically; other sections untouched)."""
-    from fastgru.report import replace_section
+    from fastgru.io.markdown import replace_section
 
     body = (
         f"Device: {head}.\n\nCommand: `{command}` (triton.testing.do_bench medians, median of "
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows)
     print(table)
     if args.json:
-        from fastgru.atomic import write_text
+        from fastgru.io.atomic import write_text
 
         write_text(Path(args.json), json.dumps(rows, indent=1))
     if not args.no_write:

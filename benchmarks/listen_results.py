@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fastgru import atomic
-from fastgru.report import replace_section
-from fastgru.speech.audio import load_wav
-from fastgru.speech.listener import Listener
-from fastgru.speech.split import GROUPINGS
-from fastgru.tasks._common import format_table
-from fastgru.tasks.listen import listen
+from fastgru.apps.common import format_table
+from fastgru.apps.listen import listen
+from fastgru.apps.speech.audio import load_wav
+from fastgru.apps.speech.listener import Listener
+from fastgru.apps.speech.split import GROUPINGS
+from fastgru.io import atomic
+from fastgru.io.markdown import replace_section
 
 
 def machine() -> str:

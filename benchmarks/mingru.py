@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 import fastgru  # noqa: E402
-from fastgru.bench import interleaved_medians, machine_description  # noqa: E402
-from fastgru.report import replace_section  # noqa: E402
+from fastgru.apps.bench import interleaved_medians, machine_description  # noqa: E402
+from fastgru.io.markdown import replace_section  # noqa: E402
 
 
 def train_step(module: torch.nn.Module, x: torch.Tensor) -> None:

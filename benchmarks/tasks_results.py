@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from fastgru.report import replace_section
-from fastgru.tasks._common import format_table
-from fastgru.tasks.classify import classify
-from fastgru.tasks.detect import detect
+from fastgru.apps.classify import classify
+from fastgru.apps.common import format_table
+from fastgru.apps.detect import detect
+from fastgru.io.markdown import replace_section
 
 SEEDS = (0, 1, 2)
 

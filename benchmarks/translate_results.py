@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from fastgru.report import replace_section
-from fastgru.tasks._common import format_table
-from fastgru.tasks.translate import translate
+from fastgru.apps.common import format_table
+from fastgru.apps.translate import translate
+from fastgru.io.markdown import replace_section
 
 
 def _ms(values: list[float]) -> str:

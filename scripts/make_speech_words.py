@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fastgru.speech.synth import SynthSettings, default_cache_dir, synthesize_words
-from fastgru.tasks.listen import parse_list
+from fastgru.apps.listen import parse_list
+from fastgru.apps.speech.synth import SynthSettings, default_cache_dir, synthesize_words
 
 
 def main(argv: list[str] | None = None) -> int:

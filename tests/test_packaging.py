@@ -55,7 +55,7 @@ def test_wheel_and_sdist_hold_the_package_and_its_kernel_source(dist):
     wheel = next(dist.glob("fastgru-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "fastgru/backends/csrc/gru_cpu.cpp" in names and "fastgru/nn/gru.py" in names
-    assert any(n.startswith("fastgru/data/files/") and n.endswith(".csv") for n in names)
+    assert any(n.startswith("fastgru/apps/data/files/") and n.endswith(".csv") for n in names)
     assert not any(n.startswith("tests/") or "/tests/" in n for n in names)
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(meta).decode()
@@ -97,7 +97,7 @@ WITHOUT_APPS = r"""
 import sys
 for name in ("pandas", "matplotlib", "sacrebleu", "sklearn"):
     sys.modules[name] = None  # as if the 'apps' extra were not installed: importing them fails
-from fastgru.cli import main
+from fastgru.apps.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

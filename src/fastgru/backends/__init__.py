@@ -1,4 +1,4 @@
-"""Backends run the sequential part of one GRU layer-direction; `fastgru.functional` picks one.
+"""Backends run the sequential part of one GRU layer-direction; `fastgru.core.functional` picks one.
 
 Every backend module exposes the same two functions (the contract below) and `is_available()`.
 
@@ -55,7 +55,7 @@ from types import ModuleType
 
 import torch
 
-from ..validation import check_choice, check_fraction, check_hard_sigmoid
+from fastgru.core.validation import check_choice, check_fraction, check_hard_sigmoid
 
 BACKENDS = ("auto", "cpu", "torch", "triton")
 ACTIVATIONS = {"sigmoid": 0, "hard_sigmoid": 1, "tanh": 2, "relu": 3, "softsign": 4}
@@ -147,12 +147,12 @@ def select(
             raise RuntimeError(f"backend='cpu' (fused C++ kernel) supports float32 and float64, not {dtype}")
         name = "torch" if name == "auto" else name
     if name == "torch":
-        from . import torch_loop
+        from fastgru.backends import torch_loop
 
         return torch_loop
     if name == "triton" or (name == "auto" and device.type == "cuda"):
         try:
-            from . import triton as triton_backend
+            from fastgru.backends import triton as triton_backend
         except ImportError as exc:  # triton missing or the GPU backend not built yet
             if name == "triton":
                 raise RuntimeError(
@@ -172,12 +172,12 @@ def select(
                     "calls in the torch loop on CUDA"
                 )
     if device.type == "cpu" and name in ("auto", "cpu"):
-        from . import cpu
+        from fastgru.backends import cpu
 
         if cpu.is_available():
             return cpu
         if name == "cpu":
             raise RuntimeError(f"backend='cpu' (fused C++ kernel) is unavailable: {cpu.load_error()}")
-    from . import torch_loop
+    from fastgru.backends import torch_loop
 
     return torch_loop

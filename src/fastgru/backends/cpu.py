@@ -21,7 +21,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from . import ACTIVATIONS, PLAIN, CellSpec
+from fastgru.backends import ACTIVATIONS, PLAIN, CellSpec
 
 SUPPORTS_CELL_OPTIONS = True
 SUPPORTS_INPUT_NORM = True  # the kernels normalise the input projections themselves (gi_gain / gi_norm)

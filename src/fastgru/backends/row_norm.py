@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import LN_EPS, cpu
+from fastgru.backends import LN_EPS, cpu
 
 
 def _ext(t: Tensor):

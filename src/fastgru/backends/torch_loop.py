@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import LN_EPS, PLAIN, CellSpec, layer_norm_offset, saved_width
+from fastgru.backends import LN_EPS, PLAIN, CellSpec, layer_norm_offset, saved_width
 
 SUPPORTS_CELL_OPTIONS = True
 

@@ -7,27 +7,27 @@ Options a target cannot compute are refused with an InteropError naming them, ne
     from_torch / to_torch                torch.nn.GRU, GRUCell
     from_keras / to_keras                live Keras 3 layers and models (KERAS_BACKEND any)
     from_keras_file                      saved .keras / .weights.h5, read with h5py
-    from_onnx (+ fastgru.export.onnx)    ONNX GRU nodes
+    from_onnx (+ fastgru.io.export.onnx)    ONNX GRU nodes
     torch.onnx.export(any model)         fastgru GRUs become ONNX GRU nodes (see onnx_export)
     to_z_lets_new_in / from_z_lets_new_in, to_concatenated / from_concatenated   textbook forms
 
 Keras, onnx and h5py are imported only when their functions are called (pip install fastgru[interop]).
 """
 
-from . import onnx_export
-from .keras_file import from_keras_file
-from .keras_live import from_keras, to_keras
-from .layout import GRUSpec, InteropError, build, spec_of, weights_of
-from .onnx_export import onnx_translation_table
-from .onnx_graph import from_onnx, to_onnx_model
-from .textbook import (
+from fastgru.interop import onnx_export
+from fastgru.interop.keras_file import from_keras_file
+from fastgru.interop.keras_live import from_keras, to_keras
+from fastgru.interop.layout import GRUSpec, InteropError, build, spec_of, weights_of
+from fastgru.interop.onnx_export import onnx_translation_table
+from fastgru.interop.onnx_graph import from_onnx, to_onnx_model
+from fastgru.interop.textbook import (
     ConcatenatedGRU,
     from_concatenated,
     from_z_lets_new_in,
     to_concatenated,
     to_z_lets_new_in,
 )
-from .torch_nn import from_torch, to_torch
+from fastgru.interop.torch_nn import from_torch, to_torch
 
 __all__ = [
     "ConcatenatedGRU",

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from torch import nn
 
-from .keras_layout import KerasLayerPlan, apply_trainable, assemble, check_gru_config, plan_stack
-from .layout import InteropError, build
+from fastgru.interop.keras_layout import KerasLayerPlan, apply_trainable, assemble, check_gru_config, plan_stack
+from fastgru.interop.layout import InteropError, build
 
 
 def _h5py():
@@ -271,7 +271,7 @@ def _from_weights_file(path: Path, select, reset_after: bool | None, batch_first
     spec, weights = assemble(plans, arrays, batch_first=batch_first)
     module = build(spec, weights)
     if backwards:
-        from .keras_model import GoBackwards
+        from fastgru.interop.keras_model import GoBackwards
 
         return GoBackwards(module)
     return module

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .layout import GRUSpec, InteropError, Weights, swap_rz
+from fastgru.interop.layout import GRUSpec, InteropError, Weights, swap_rz
 
 # Options that only act through training and that fastgru has no counterpart for: they do not change a
 # trained layer's outputs. Refused unless the caller accepts dropping them.
@@ -417,7 +417,7 @@ def assemble(
             weights.append(
                 group_from_keras(kernel, recurrent, bias, units=plan.units, reset_after=plan.reset_after, where=where)
             )
-    from .layout import check_weights
+    from fastgru.interop.layout import check_weights
 
     check_weights(spec, weights, "Keras weights")
     return spec, weights
@@ -425,7 +425,7 @@ def assemble(
 
 def apply_trainable(module, spec: GRUSpec, plans: Sequence[KerasLayerPlan]) -> None:
     """Keras trainable=False layers become parameters with requires_grad=False."""
-    from .layout import param_names
+    from fastgru.interop.layout import param_names
 
     for i, names in enumerate(param_names(spec)):
         plan = plans[i // spec.num_directions]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .keras_layout import (
+from fastgru.interop.keras_layout import (
     KERAS_HARD_SIGMOID,
     RECURRENT_CLASSES,
     KerasLayerPlan,
@@ -27,7 +27,7 @@ from .keras_layout import (
     plan_layer,
     plan_stack,
 )
-from .layout import InteropError, build, weights_of
+from fastgru.interop.layout import InteropError, build, weights_of
 
 
 def _keras():
@@ -111,7 +111,7 @@ def from_keras(
         if layers is None and _has_other_layers(config["layers"]):
             if not batch_first:
                 raise InteropError("from_keras: a whole Keras model is batch-major; batch_first=False does not apply")
-            from .keras_model import convert_model
+            from fastgru.interop.keras_model import convert_model
 
             return convert_model(obj, ignore_training_options=ignore_training_options)
         functional = not isinstance(obj, keras.Sequential)

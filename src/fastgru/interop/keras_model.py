@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .keras_layout import _activation_name, _inbound_name, apply_trainable, assemble, plan_layer
-from .keras_live import _keras, _layer_arrays, _value
-from .layout import InteropError, build
+from fastgru.interop.keras_layout import _activation_name, _inbound_name, apply_trainable, assemble, plan_layer
+from fastgru.interop.keras_live import _keras, _layer_arrays, _value
+from fastgru.interop.layout import InteropError, build
 
 
 class GoBackwards(nn.Module):

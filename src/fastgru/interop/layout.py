@@ -3,7 +3,7 @@
 Every format converts to and from one thing: a `GRUSpec` and a list of (w_ih, w_hh, b_ih, b_hh) per
 layer and direction (layer 0 forward, layer 0 reverse, layer 1 forward, ...), in torch.nn.GRU's layout
 ((3H, I), (3H, H), (3H,), (3H,)) and gate order r, z, n; biases are None when the GRU has none. That is
-also `fastgru.reference.gru`'s weight format. Keeping one hub means each format needs two functions,
+also `fastgru.core.reference.gru`'s weight format. Keeping one hub means each format needs two functions,
 and all the re-ordering lives in the format's own module (see `swap_rz`).
 
 Only index operations (slicing, cat, transpose, negation) are used on weights here, never arithmetic,
@@ -222,7 +222,7 @@ def spec_of(module: nn.Module) -> GRUSpec:
     from torch.nn import GRU as TorchGRU
     from torch.nn import GRUCell as TorchGRUCell
 
-    from ..nn import GRU, GRUCell
+    from fastgru.nn import GRU, GRUCell
 
     kind = type(module)
     if kind in (GRUCell, TorchGRUCell):
@@ -277,7 +277,7 @@ def build(
     dtype: torch.dtype | None = None,
 ) -> nn.Module:
     """A fastgru.nn.GRU (or GRUCell) holding exact copies of `weights` (dtype: the weights' unless given)."""
-    from ..nn import GRU, GRUCell
+    from fastgru.nn import GRU, GRUCell
 
     check_weights(spec, weights)
     dtype = dtype or weights[0][0].dtype

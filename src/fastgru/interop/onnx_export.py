@@ -1,6 +1,6 @@
 """`torch.onnx.export` of any model holding fastgru GRUs: the custom op becomes a standard ONNX GRU node.
 
-fastgru runs each layer-direction through one custom op, ``fastgru::recurrence`` (fastgru.functional).
+fastgru runs each layer-direction through one custom op, ``fastgru::recurrence`` (fastgru.core.functional).
 This module teaches both of torch's ONNX exporters to write that op as one ONNX GRU node (opset 14's
 GRU, gate order z, r, h; ``linear_before_reset`` = reset_after; direction 'forward' or 'reverse';
 ``lengths`` as ``sequence_lens``), so ``torch.onnx.export(model, ...)`` works on a whole model
@@ -30,9 +30,9 @@ import warnings
 
 import torch
 
-from ..backends import CellSpec
-from .layout import InteropError, swap_rz
-from .onnx_graph import activation_attrs
+from fastgru.backends import CellSpec
+from fastgru.interop.layout import InteropError, swap_rz
+from fastgru.interop.onnx_graph import activation_attrs
 
 _OP_NAME = "fastgru::recurrence"
 # What the translation knows of the op's arguments; any other argument that is set is refused.
@@ -48,7 +48,7 @@ MIN_OPSET = 13
 
 
 def _op():
-    from .. import functional  # noqa: F401  (defines the op; fastgru's package init may not have reached it yet)
+    from fastgru.core import functional  # noqa: F401  (defines the op; fastgru's package init may not have reached it yet)
 
     return torch.ops.fastgru.recurrence.default
 
@@ -58,7 +58,7 @@ def _argument_names() -> list[str]:
 
 
 def _cell_spec(key: str) -> CellSpec:
-    from ..functional import _spec_from_key  # the op's own decoding of its spec string
+    from fastgru.core.functional import _spec_from_key  # the op's own decoding of its spec string
 
     return _spec_from_key(key)
 

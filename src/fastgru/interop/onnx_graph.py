@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layout import GRUSpec, InteropError, Weights, build, swap_rz, weights_of
+from fastgru.interop.layout import GRUSpec, InteropError, Weights, build, swap_rz, weights_of
 
 DEFAULT_OPSET = 17
 # fastgru activation name <-> ONNX's. HardSigmoid is clamp(alpha x + beta, 0, 1) with alpha, beta taken
@@ -354,10 +354,10 @@ def from_onnx(model_or_path, *, node: str | int | None = None, batch_first: bool
 
     node: the GRU node's name or index among the model's GRU nodes. Without it the model must hold one
     GRU node, or a chain of them (each X computed from the previous Y by shape ops only, as
-    `fastgru.export.onnx` writes) that becomes one multi-layer GRU. Activations fastgru has (gate:
+    `fastgru.io.export.onnx` writes) that becomes one multi-layer GRU. Activations fastgru has (gate:
     Sigmoid, HardSigmoid; candidate: Tanh, Relu, Softsign, Sigmoid, HardSigmoid) map across; the
     'reverse' direction, clip and other activations are refused. batch_first defaults to what
-    `fastgru.export.onnx` recorded in the model's metadata, else to the node's layout attribute.
+    `fastgru.io.export.onnx` recorded in the model's metadata, else to the node's layout attribute.
     """
     model = _load(model_or_path)
     graph = model.graph

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .layout import (
+from fastgru.interop.layout import (
     MATH_OPTIONS,
     GRUSpec,
     InteropError,

@@ -12,8 +12,8 @@ import warnings
 import torch
 from torch import nn
 
-from .layout import MATH_OPTIONS, TRAINING_OPTIONS, InteropError, load_weights, weights_of
-from .layout import build as build_fastgru
+from fastgru.interop.layout import MATH_OPTIONS, TRAINING_OPTIONS, InteropError, load_weights, weights_of
+from fastgru.interop.layout import build as build_fastgru
 
 
 def from_torch(module: nn.GRU | nn.GRUCell) -> nn.Module:

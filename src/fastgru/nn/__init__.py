@@ -1,8 +1,8 @@
 """Modules: GRU and GRUCell (drop-ins for torch.nn), and variants."""
 
-from .gru import GRU, GRUCell, LayerNormGRU
-from .mingru import MinGRU, MinGRUBlock, MinGRUStack
-from .streaming import Stream
+from fastgru.mingru.module import MinGRU, MinGRUBlock, MinGRUStack
+from fastgru.nn.gru import GRU, GRUCell, LayerNormGRU
+from fastgru.nn.streaming import Stream
 
 __all__ = ["GRU", "GRUCell", "LayerNormGRU", "Stream"]
 __all__ += ["MinGRU", "MinGRUBlock", "MinGRUStack"]

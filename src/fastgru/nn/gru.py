@@ -3,7 +3,7 @@
 Same constructor arguments, parameter names (weight_ih_l0, bias_hh_l1_reverse, ...), return values and
 initialisation as torch, so state_dicts load both ways; plus `reset_after` (False = Cho et al. 2014),
 Keras-style initialisation, a `lengths=` argument for variable-length batches, and an opt-in
-non-finite check. The math runs in fastgru.functional (hand-written BPTT, fused backends).
+non-finite check. The math runs in fastgru.core.functional (hand-written BPTT, fused backends).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .. import functional
-from ..backends import BACKENDS, CellSpec
-from ..backends import cpu as cpu_backend
-from ..errors import GRUInputError
-from ..validation import (
+from fastgru.backends import BACKENDS, CellSpec
+from fastgru.backends import cpu as cpu_backend
+from fastgru.core import functional
+from fastgru.core.errors import GRUInputError
+from fastgru.core.validation import (
     check_choice,
     check_flag,
     check_fraction,
@@ -164,7 +164,7 @@ class GRU(nn.Module):
         Python); say so plainly instead of TorchScript's message about keyword-only arguments."""
         raise RuntimeError(
             f"torch.jit.script does not support fastgru.nn.{type(self).__name__}: use torch.compile(model), "
-            "or torch.jit.trace(model, example_input) for a TorchScript graph, or fastgru.export.onnx"
+            "or torch.jit.trace(model, example_input) for a TorchScript graph, or fastgru.io.export.onnx"
         )
 
     def _draws_masks(self) -> bool:

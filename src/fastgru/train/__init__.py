@@ -1,7 +1,7 @@
 """Training sequence models: Trainer (BPTT / truncated BPTT, Adam/RMSprop, clipping, early stopping,
 checkpoints with exact resume, DistributedDataParallel), its config, data containers and state I/O.
 
-    from fastgru.models import build_model
+    from fastgru.train.models import build_model
     from fastgru.train import Trainer, TrainConfig, SequenceData
 
     model = build_model(input_size=1, hidden_size=32, output_size=12)        # a 12-step forecaster
@@ -9,10 +9,10 @@ checkpoints with exact resume, DistributedDataParallel), its config, data contai
         SequenceData(x_train, y_train), SequenceData(x_val, y_val))
 """
 
-from .config import TrainConfig
-from .data import Batch, SequenceData, StreamData
-from .state import load_state, save_state, seed_everything
-from .trainer import Trainer
+from fastgru.train.config import TrainConfig
+from fastgru.train.data import Batch, SequenceData, StreamData
+from fastgru.train.state import load_state, save_state, seed_everything
+from fastgru.train.trainer import Trainer
 
 __all__ = ["Batch", "SequenceData", "StreamData", "TrainConfig", "Trainer", "load_state", "save_state",
            "seed_everything"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..settings import JsonSettings
+from fastgru.io.settings import JsonSettings
 
 OPTIMIZERS = ("adam", "rmsprop")
 SCHEDULES = ("none", "step", "cosine", "plateau")

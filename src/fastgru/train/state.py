@@ -7,7 +7,7 @@ including tuples, integer dict keys (optimizer state is keyed by parameter index
 
 :func:`save_state` / :func:`load_state` write and read the pair ``<name>.json`` + ``<name>.safetensors``,
 each atomically. This is the optimizer-side half of a checkpoint; the model weights + model config half
-lives with the model (fastgru.checkpoint or fastgru.train.checkpoints).
+lives with the model (fastgru.io.checkpoint or fastgru.train.resume).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from .. import atomic
+from fastgru.io import atomic
 
 _TENSOR, _NDARRAY, _TUPLE, _DICT, _FLOAT = "__tensor__", "__ndarray__", "__tuple__", "__dict__", "__float__"
 

@@ -31,11 +31,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .. import atomic
-from . import checkpoints
-from . import distributed as dist_utils
-from .config import RESUME_MUST_MATCH, TrainConfig
-from .data import (
+from fastgru.io import atomic
+from fastgru.train import distributed as dist_utils
+from fastgru.train import resume as checkpoints
+from fastgru.train.config import RESUME_MUST_MATCH, TrainConfig
+from fastgru.train.data import (
     Batch,
     SequenceData,
     StreamData,
@@ -44,8 +44,8 @@ from .data import (
     sequence_batches,
     stream_batches,
 )
-from .losses import HIGHER_IS_BETTER, PRIMARY_METRIC, derived_metrics, loss_terms, metric_terms
-from .state import rng_state, seed_everything, set_rng_state
+from fastgru.train.losses import HIGHER_IS_BETTER, PRIMARY_METRIC, derived_metrics, loss_terms, metric_terms
+from fastgru.train.state import rng_state, seed_everything, set_rng_state
 
 Data = SequenceData | StreamData
 
@@ -62,7 +62,7 @@ def _detach(state: Any) -> Any:
 
 
 class Trainer:
-    """Train a :class:`fastgru.models.SequenceModel` (or any module with its forward signature).
+    """Train a :class:`fastgru.train.models.SequenceModel` (or any module with its forward signature).
 
     model: forward(x, lengths=None, state=None, return_state=False) as SequenceModel.
     config: a TrainConfig, or keyword overrides of its fields.

@@ -19,7 +19,7 @@ over whole rows, so one program owns all H units of its rows (block_h >= H): H <
 (512) only, `supports_layer_norm(H)`; `select(..., layer_norm=True, hidden_size=H)` sends larger H (or
 an unknown H) to the torch loop under backend='auto' and refuses it under 'triton'. All three modes take
 it (persistent: one program per batch block, no grid barrier). The input-side norm (gi_gain,
-SUPPORTS_INPUT_NORM) is not fused: fastgru.functional normalises the projections in torch first.
+SUPPORTS_INPUT_NORM) is not fused: fastgru.core.functional normalises the projections in torch first.
 
 Precision. Inputs and weights may be float32, bfloat16 or float16. The recurrence runs in float32
 (state, gate activations, accumulation, the carried gradient dh); what the contract returns has the
@@ -42,7 +42,7 @@ Modes (`heuristics.py` chooses; FASTGRU_TRITON_MODE forces one):
   for reset_after=False, which also exchanges r * h). The backward is built the same way and exchanges
   the gate gradients (dgi[t], dgh_n[t]); dh stays in registers.
 - step: the same @triton.jit step bodies, one launch per step (per phase), no barrier. Whole
-  sequences run this way under TRITON_INTERPRET=1 on the CPU (tests/test_triton_backend.py).
+  sequences run this way under TRITON_INTERPRET=1 on the CPU (tests/backends/test_triton_backend.py).
 - gemm: B >= 128 and H >= 1024 (half weights, or fp32 with TF32 off): cuBLAS does each step's recurrent
   GEMM on tensor cores and a fused Triton kernel the gate arithmetic. fp32 with TF32 allowed uses the
   step kernels there (their tl.dot honours cuDNN's TF32 switch; this library never sets global flags).
@@ -59,9 +59,9 @@ import torch
 import triton  # noqa: F401  (ImportError here means: no Triton, use another backend)
 from torch import Tensor
 
-from .. import PLAIN, CellSpec
-from .heuristics import LN_MAX_H, Plan, make_plan, supports_layer_norm
-from .launch import allow_tf32, backward, device_ok, forward, interpreting, plan_for
+from fastgru.backends import PLAIN, CellSpec
+from fastgru.backends.triton.heuristics import LN_MAX_H, Plan, make_plan, supports_layer_norm
+from fastgru.backends.triton.launch import allow_tf32, backward, device_ok, forward, interpreting, plan_for
 
 __all__ = [
     "LN_MAX_H", "SUPPORTS_CELL_OPTIONS", "SUPPORTS_LAYER_NORM", "Plan", "allow_tf32", "interpreting",

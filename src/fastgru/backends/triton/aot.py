@@ -50,7 +50,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import heuristics
+from fastgru.backends.triton import heuristics
 
 B_GRID = (1, 4, 16, 64, 256)
 H_GRID = (64, 128, 256, 512, 1024, 2048)
@@ -299,7 +299,7 @@ class _Compiler:
 
     def save(self) -> None:
         if self.dirty:
-            from fastgru.atomic import write_text
+            from fastgru.io.atomic import write_text
 
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             write_text(self.cache_path, json.dumps(self.ptxas_cache, sort_keys=True))
@@ -334,9 +334,9 @@ def _recording(compiler: _Compiler, sink: list) -> Iterator[None]:
     """Install the target driver and the recorders; launch's device check accepts the CPU stand-ins."""
     from triton.runtime import driver
 
-    from .. import triton_scan
-    from . import kernels as K
-    from . import launch
+    from fastgru.backends.triton import kernels as K
+    from fastgru.backends.triton import launch
+    from fastgru.mingru import triton_scan
 
     if K.INTERPRETED or triton_scan.INTERPRETED:
         raise RuntimeError("the kernels were built for Triton's interpreter (TRITON_INTERPRET is set): "
@@ -382,7 +382,7 @@ def plan_of(case: Case):
 def _cell_options(case: Case, T: int, dtype) -> dict:
     import torch
 
-    from .. import CellSpec
+    from fastgru.backends import CellSpec
 
     B, H = case.B, case.H
     if case.options in ("plain", "ln"):
@@ -407,8 +407,8 @@ def _run_case(case: Case, compiler: _Compiler, sink: list):
     """Run the case's launches (compiling each kernel); returns the plan (None for the scan)."""
     import torch
 
-    from .. import triton_scan
-    from . import launch
+    from fastgru.backends.triton import launch
+    from fastgru.mingru import triton_scan
 
     dtype = _torch_dtype(case.precision)
     T = T_AOT
@@ -674,7 +674,7 @@ def table(report: Report, command: str) -> str:
 
 
 def write_table(report: Report, path: Path, command: str) -> None:
-    from fastgru.report import replace_section
+    from fastgru.io.markdown import replace_section
 
     replace_section(path, "gpu-aot", "## GPU: compiled resources of the Triton kernels (sm_80, sm_90)",
                     table(report, command))
@@ -701,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    from . import kernels as K
+    from fastgru.backends.triton import kernels as K
 
     if K.INTERPRETED:  # kernels built for the interpreter: compile in a clean process instead
         cmd = [sys.executable, "-m", "fastgru.backends.triton.aot", *argv]
@@ -714,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PROBLEM {p}")
     print(report.summary())
     if args.json:
-        from fastgru.atomic import write_text
+        from fastgru.io.atomic import write_text
 
         write_text(Path(args.json), json.dumps([asdict(r) for r in report.records], indent=1))
     if args.write_table:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .. import LN_EPS as _LN_EPS
+from fastgru.backends import LN_EPS as _LN_EPS
 
 LN_EPS = tl.constexpr(_LN_EPS)  # the layer norms' epsilon (fastgru.backends.LN_EPS)
 

@@ -15,9 +15,9 @@ import os
 import torch
 from torch import Tensor
 
-from .. import PLAIN, CellSpec, saved_width
-from . import kernels as K
-from .heuristics import Plan, make_plan
+from fastgru.backends import PLAIN, CellSpec, saved_width
+from fastgru.backends.triton import kernels as K
+from fastgru.backends.triton.heuristics import Plan, make_plan
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Saved gates of half inputs: the input dtype (default, cuDNN-like memory) or float32

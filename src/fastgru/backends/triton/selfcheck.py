@@ -18,8 +18,8 @@ import sys
 
 import torch
 
-from .. import ACTIVATIONS, CellSpec, torch_loop
-from . import launch
+from fastgru.backends import ACTIVATIONS, CellSpec, torch_loop
+from fastgru.backends.triton import launch
 
 TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
 

@@ -237,7 +237,7 @@ def format_report(device_line: str, command: str, selfcheck_status: int | None, 
 
 
 def write_report(path: Path, body: str) -> None:
-    from fastgru.report import replace_section
+    from fastgru.io.markdown import replace_section
 
     replace_section(path, "gpu-validate", "## GPU: validation of the Triton backend against cuDNN", body)
 
@@ -314,7 +314,7 @@ def validate(args, argv: list[str]) -> int:
         print("the GPU validation needs a CUDA device; torch.cuda.is_available() is False: nothing was run.",
               file=sys.stderr)
         return 2
-    from . import selfcheck
+    from fastgru.backends.triton import selfcheck
 
     status = selfcheck.main(["--cases", str(args.cases), "--seed", str(args.seed)]) if args.cases else None
     comparisons = compare_with_cudnn(torch.device("cuda"), args.seed)

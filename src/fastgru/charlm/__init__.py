@@ -1,9 +1,0 @@
-"""Character language models: time-budgeted training, sizing, held-out scoring and compressor baselines.
-
-- :mod:`fastgru.charlm.training`: truncated BPTT over long streams with the state carried across batches,
-  a learning-rate schedule over the step or time budget, periodic validation that keeps the best weights,
-  and :func:`~fastgru.charlm.training.stream_bits_per_char`, which scores a text as one continuous stream.
-- :mod:`fastgru.charlm.sizing`: the default model for a text and a time budget.
-- :mod:`fastgru.charlm.compressors`: bz2 and lzma as baselines, in bits per character of held-out text
-  given the training text as prefix.
-"""
