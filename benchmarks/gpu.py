@@ -6,7 +6,8 @@ over rounds in microseconds per time step, the speed-up (cuDNN time / fastgru ti
 faster), TFLOP/s (the input and recurrent GEMMs; training counted as 3x the forward), peak GPU memory
 of one call beyond what was allocated before it, and the largest relative difference from cuDNN
 (outputs for inference, weight gradients for training). fp32 follows torch's TF32 switches on both
-sides (cuDNN: on by default). The grid is DESIGN.md's. Writes section "gpu" of BENCHMARKS.md
+sides (cuDNN: on by default). The default sizes (`GRID`) are the GPU targets' shapes: batch 1-256,
+hidden 128-1024. Writes section "gpu" of BENCHMARKS.md
 (atomically; other sections untouched).
 
     python benchmarks/gpu.py [--dtypes fp32 bf16] [--modes inference training] [--rounds 2]

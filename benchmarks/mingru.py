@@ -101,7 +101,7 @@ def main() -> None:
     body = (
         f"Machine: {machine}. {args.note}\n\n"
         f"Command: `{command}`; medians of {args.reps} interleaved rounds (one call of each side per round), "
-        "fp32, CPU. GPU figures (Triton scan): not measured yet, no GPU was available to this session.\n\n"
+        "fp32, CPU. GPU figures (Triton scan): unmeasured: no GPU was available.\n\n"
         f"{table}\n\n"
         f"Parallel vs sequential outputs, max abs difference: {', '.join(diffs)}.\n\n"
         f"Streaming, one step at B = 1, I = {I}, H = {H} (no_grad): MinGRU.step {mg_us:.1f} us/step, "

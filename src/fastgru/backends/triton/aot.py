@@ -83,9 +83,30 @@ ARCHS = {
     "sm_90": Arch("sm_90", 90, "H100/H200", 132, 232_448, 233_472),
 }
 
-# Spills accepted in a persistent kernel's step loop: {(kernel, arch name, plan key): why}. Empty: the
-# heuristics keep every persistent plan of the grid spill-free.
-SPILL_EXCEPTIONS: dict[tuple[str, str, str], str] = {}
+
+
+@dataclass(frozen=True)
+class SpillAllowance:
+    """Spills accepted in the persistent step loops of one kind of case, up to a bound, and why."""
+
+    max_bytes: int  # largest spill store or load per thread accepted (a larger one is still a failure)
+    reason: str
+
+
+# Spills accepted in a persistent kernel's step loop, by the case's options (Case.options). Every other
+# persistent kernel of the grid must compile spill-free.
+SPILL_EXCEPTIONS: dict[str, SpillAllowance] = {
+    "ln": SpillAllowance(
+        2048,
+        "the recurrent layer norm reduces over whole rows, so one program holds all H units of its rows "
+        "(BLOCK_H = H, BLOCK_B >= 16 for tl.dot): the three recurrent products, their normalised values, "
+        "the input gates and the state of whole rows are live across two row reductions each step. ptxas "
+        "spills 16 B to ~1.4 KB per thread in every layer-norm plan of the grid (H = 64..512) on both "
+        "architectures; smaller tiles are not possible (a program must own whole rows, tl.dot needs 16 "
+        "rows). The spills go to L1-backed local memory; the alternative at these sizes is the per-step "
+        "torch loop. Whether the fused kernel is still the faster one is unmeasured (no GPU).",
+    ),
+}
 
 PERSISTENT_KERNELS = ("fwd_persistent_kernel", "bwd_persistent_kernel")
 
@@ -137,7 +158,10 @@ class KernelRecord:
     shared: int
     occupancy: int  # blocks per SM the resources allow
     hash: str = ""
+    options: str = "plain"  # Case.options of the case that built it
+    smem_estimate: int = 0  # heuristics.smem_estimate of the plan (0: no plan, the scan)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # accepted exceptions
 
     @property
     def threads(self) -> int:
@@ -159,7 +183,8 @@ def occupancy(arch: Arch, registers: int, num_warps: int, shared: int) -> int:
 
 
 def check(rec: KernelRecord, arch: Arch, n_sm: int | None = None) -> list[str]:
-    """The limits `rec` breaks on `arch` (n_sm: SMs the plan assumed; default the arch's)."""
+    """The limits `rec` breaks on `arch` (n_sm: SMs the plan assumed; default the arch's); accepted spills
+    are noted in rec.notes."""
     n_sm = arch.n_sm if n_sm is None else n_sm
     problems = []
     if rec.shared > arch.smem_per_block:
@@ -180,10 +205,16 @@ def check(rec: KernelRecord, arch: Arch, n_sm: int | None = None) -> list[str]:
             problems.append(f"persistent grid of {programs} programs is not co-resident on {n_sm} SMs "
                             f"({rec.occupancy} block(s) per SM)")
         if rec.spill_stores or rec.spill_loads:
-            key = (rec.kernel, rec.arch, rec.plan)
-            if key not in SPILL_EXCEPTIONS:
-                problems.append(f"the persistent step loop spills ({rec.spill_stores} B stored, "
-                                f"{rec.spill_loads} B loaded)")
+            allowed = SPILL_EXCEPTIONS.get(rec.options)
+            spilled = f"{rec.spill_stores} B stored, {rec.spill_loads} B loaded"
+            if allowed is not None and max(rec.spill_stores, rec.spill_loads) <= allowed.max_bytes:
+                rec.notes.append(f"spill accepted ({spilled}; SPILL_EXCEPTIONS[{rec.options!r}])")
+            else:
+                bound = f", over the {allowed.max_bytes} B accepted for {rec.options!r}" if allowed else ""
+                problems.append(f"the persistent step loop spills ({spilled}{bound})")
+    if rec.smem_estimate and rec.shared > rec.smem_estimate:
+        problems.append(f"shared memory {rec.shared} B > the heuristics' estimate {rec.smem_estimate} B "
+                        "(the plan's fit is decided from the estimate)")
     return problems
 
 
@@ -375,7 +406,8 @@ def plan_of(case: Case):
     elem = torch.empty((), dtype=_torch_dtype(case.precision)).element_size()
     return heuristics.make_plan(case.B, case.H, elem, arch.n_sm, False, tf32=case.precision == "tf32",
                                 layer_norm=case.options == "ln", capability=arch.capability,
-                                smem_per_block=arch.smem_per_block, **({"mode": case.mode} if case.mode else {}),
+                                smem_per_block=arch.smem_per_block, cell_options=case.options.startswith("cell"),
+                                **({"mode": case.mode} if case.mode else {}),
                                 **dict(case.overrides))
 
 
@@ -447,8 +479,10 @@ def compile_case(case: Case, compiler: _Compiler) -> tuple[list[KernelRecord], s
         with _recording(compiler, sink):
             plan = _run_case(case, compiler, sink)
     except Exception as exc:  # a compile error (or a plan the heuristics refuse): reported, not raised
-        msg = str(exc).strip().splitlines()
-        return [], f"{case.arch} {case.label()}: {type(exc).__name__}: {msg[0] if msg else ''}"[:400]
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        # a CompilationError reads "at L:C:", the source, then the compiler's message: keep both ends
+        msg = " ... ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else ""
+        return [], f"{case.arch} {case.label()}: {type(exc).__name__}: {msg}"[:600]
     records, seen = [], set()
     for name, grid, kernel, log in sink:
         if kernel.metadata.hash in seen:
@@ -459,10 +493,9 @@ def compile_case(case: Case, compiler: _Compiler) -> tuple[list[KernelRecord], s
         warps = int(kernel.metadata.num_warps)
         rec = KernelRecord(name, arch.name, case.label(), _plan_key(plan) if plan else "scan", grid, warps,
                            res["registers"], res["spill_stores"], res["spill_loads"], res["stack"], shared,
-                           occupancy(arch, res["registers"], warps, shared), kernel.metadata.hash)
+                           occupancy(arch, res["registers"], warps, shared), kernel.metadata.hash,
+                           case.options, _smem_bound(plan, case) if plan is not None else 0)
         rec.problems = check(rec, arch)
-        if plan is not None and rec.shared > _smem_bound(plan, case):
-            rec.problems.append(f"shared memory {rec.shared} B > the heuristics' estimate {_smem_bound(plan, case)} B")
         records.append(rec)
     return records, None
 
@@ -586,13 +619,19 @@ class Report:
         return "\n".join(lines)
 
 
-def _work(arch_name: str, cases: list[Case]) -> tuple[list[KernelRecord], list[str], int]:
+def _work(arch_name: str, cases: list[Case], progress: bool = False) -> tuple[list[KernelRecord], list[str], int]:
     compiler = _Compiler(ARCHS[arch_name])
     records: dict[str, KernelRecord] = {}
     errors = []
+    start = time.perf_counter()
     try:
-        for case in cases:
+        for i, case in enumerate(cases):
             recs, err = compile_case(case, compiler)
+            if progress:  # one line per case (a long --full run shows how far it got)
+                print(f"[{time.perf_counter() - start:7.1f} s] {arch_name} case {i + 1}/{len(cases)} {case.label()}: "
+                      f"{len(recs)} kernels{', ERROR ' + err if err else ''}"
+                      + "".join(f"; {r.kernel}: {'; '.join(r.problems)}" for r in recs if r.problems),
+                      file=sys.stderr, flush=True)
             if err:
                 errors.append(err)
             for r in recs:
@@ -603,8 +642,10 @@ def _work(arch_name: str, cases: list[Case]) -> tuple[list[KernelRecord], list[s
     return list(records.values()), errors, compiler.fresh
 
 
-def run(archs: list[str], full: bool = False, jobs: int = 1, cases: dict[str, list[Case]] | None = None) -> Report:
-    """Compile the subset (or the full grid, or the given cases) for each architecture."""
+def run(archs: list[str], full: bool = False, jobs: int = 1, cases: dict[str, list[Case]] | None = None,
+        progress: bool = False) -> Report:
+    """Compile the subset (or the full grid, or the given cases) for each architecture (progress: a line per
+    case on stderr)."""
     start = time.perf_counter()
     if cases is None:
         cases = {a: (full_cases(a) if full else subset_cases(a)) for a in archs}
@@ -614,9 +655,9 @@ def run(archs: list[str], full: bool = False, jobs: int = 1, cases: dict[str, li
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(jobs) as pool:
-            results = list(pool.map(_work, *zip(*chunks)))
+            results = list(pool.map(_work, *zip(*chunks), [progress] * len(chunks)))
     else:
-        results = [_work(a, cs) for a, cs in chunks]
+        results = [_work(a, cs, progress) for a, cs in chunks]
     records: dict[tuple[str, str], KernelRecord] = {}
     errors, fresh = [], {}
     for (a, _), (recs, errs, n) in zip(chunks, results):
@@ -698,6 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-table", default=None, metavar="MARKDOWN",
                         help="write the resource table to this file's 'gpu-aot' section (e.g. BENCHMARKS.md)")
     parser.add_argument("--verbose", action="store_true", help="print one line per compiled kernel")
+    parser.add_argument("--progress", action="store_true", help="print one line per compiled case (stderr)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
@@ -706,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     if K.INTERPRETED:  # kernels built for the interpreter: compile in a clean process instead
         cmd = [sys.executable, "-m", "fastgru.backends.triton.aot", *argv]
         return subprocess.call(cmd, env=_clean_env())
-    report = run(args.arch, full=args.full, jobs=args.jobs)
+    report = run(args.arch, full=args.full, jobs=args.jobs, progress=args.progress)
     if args.verbose:
         for r in sorted(report.records, key=lambda r: (r.arch, r.kernel, r.plan)):
             print(f"{r.arch} {_row(r)}")

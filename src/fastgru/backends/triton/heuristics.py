@@ -19,8 +19,10 @@ owns all H units of its BLOCK_B rows (block_h >= H, n_h == 1: no grid barrier; p
 program per batch block), which bounds H (``LN_MAX_H``; `supports_layer_norm`) and, by the register
 budget of the 3 (BLOCK_B, H) accumulators, BLOCK_B (``LN_TILE_ELEMS``).
 
-The thresholds below are first guesses made without a GPU (see DESIGN.md's probe numbers); they are the
-knobs a GPU session should tune. ``FASTGRU_TRITON_MODE=persistent|step|gemm`` forces a mode.
+Register and shared-memory fit: the compile-only check `fastgru.backends.triton.aot` compiles every plan
+of a shape grid for sm_80 and sm_90 and fails on plans over a limit or whose persistent step loop spills;
+the rules marked "(aot)" below come from what it found. The speed thresholds are untuned guesses (no GPU
+has measured them). ``FASTGRU_TRITON_MODE=persistent|step|gemm`` forces a mode.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ SMEM_PER_BLOCK_DEFAULT = 166_912
 SMEM_PER_BLOCK = {80: 166_912, 86: 101_376, 87: 166_912, 89: 101_376, 90: 232_448}  # by compute capability
 SMEM_SCRATCH = 16 * 1024  # room left for layout conversions and reductions beside the dot operands
 MAX_STAGES = 3  # software-pipelining depth of the streamed W_hh loop (Triton's default on CUDA)
+# (aot) contraction chunk of the streamed loop with fp32 operands: a tl.dot in TF32 (tensor cores) spilled in
+# the backward at 64 and at 32 with 3 stages (64 x 32 tiles, sm_80); one without TF32 runs on the FMA units
+# with its operand tiles replicated in registers, and spilled with W_hh resident (B=4, H=256) and streamed
+# in chunks of 32 or more.
+FP32_BLOCK_K = 16
+# (aot) contraction chunk of the broadcast product (BLOCK_B x BLOCK_K x BLOCK_H values per gate): the backward
+# spilled at 4096 (B=1, H=2048, sm_80).
+BROADCAST_CHUNK_ELEMS = 2048
 
 
 def supports_layer_norm(H: int) -> bool:
@@ -105,6 +115,7 @@ def make_plan(
     layer_norm: bool = False,
     capability: int | None = None,
     smem_per_block: int | None = None,
+    cell_options: bool = False,
     **overrides,
 ) -> Plan:
     """Pick a plan for batch B, hidden size H, weight element size `elem_bytes`.
@@ -117,7 +128,9 @@ def make_plan(
     capability: the GPU's compute capability (80 for sm_80, ...; None: unknown), smem_per_block: the shared
     memory one block may use (None: SMEM_PER_BLOCK[capability], else SMEM_PER_BLOCK_DEFAULT, A100's). The plan's shared
     memory (`smem_estimate`) is kept within it: a W_hh slice that does not fit is streamed, and the streamed
-    loop gets fewer pipeline stages, then smaller chunks, until it fits.
+    loop gets fewer pipeline stages, then smaller chunks, until it fits. cell_options: recurrent dropout,
+    zoneout or non-default activations are on (their masks and branches need registers beside a resident
+    W_hh slice, so the register budget for the state tile counts twice).
     """
     if B < 1 or H < 1:
         raise ValueError(f"batch and hidden size must be positive, got B={B}, H={H}")
@@ -148,16 +161,21 @@ def make_plan(
         raise ValueError(f"the layer norm needs block_h >= H (one program per row block), got block_h={block_h}, H={H}")
     resident = overrides.pop("resident", None)
     fixed_res = resident is not None
+    fma_dot = use_dot and elem_bytes == 4 and not tf32  # fp32 tl.dot without TF32: FMA units, no tensor cores
     if resident is None:
         w_bytes = 3 * block_h * h_pad * elem_bytes
-        x_bytes = 4 * block_b * h_pad
-        resident = w_bytes <= RESIDENT_BYTES and w_bytes + x_bytes <= REGISTER_BYTES
+        # (aot) cell options: their masks and branches spilled a resident plan (B=64, H=256, bf16)
+        x_bytes = 4 * block_b * h_pad * (2 if cell_options else 1)
+        resident = w_bytes <= RESIDENT_BYTES and w_bytes + x_bytes <= REGISTER_BYTES and not fma_dot
         if not use_dot:  # the broadcast product materialises block_b x h_pad x block_h values
             resident = resident and block_b * h_pad * block_h <= 2 * BROADCAST_ELEMS
     block_k = overrides.pop("block_k", None)
     fixed_k = block_k is not None
     if block_k is None:
-        block_k = min(h_pad, 64) if use_dot else min(h_pad, max(1, BROADCAST_ELEMS // (block_b * block_h)))
+        if use_dot:
+            block_k = min(h_pad, FP32_BLOCK_K if elem_bytes == 4 else 64)
+        else:
+            block_k = min(h_pad, max(1, BROADCAST_CHUNK_ELEMS // (block_b * block_h)))
     smem_limit = smem_per_block or SMEM_PER_BLOCK.get(capability, SMEM_PER_BLOCK_DEFAULT)
     num_stages = overrides.pop("num_stages", None)
 

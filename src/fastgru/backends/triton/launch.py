@@ -75,8 +75,9 @@ def _device_limits(index: int) -> tuple[int, int, int | None]:
 
 
 def plan_for(B: int, H: int, w_dtype: torch.dtype, device: torch.device, layer_norm: bool = False,
-             **overrides) -> Plan:
-    """The launch plan `forward`/`backward` use for this problem (overrides: any Plan field)."""
+             cell_options: bool = False, **overrides) -> Plan:
+    """The launch plan `forward`/`backward` use for this problem (overrides: any Plan field; cell_options:
+    recurrent dropout, zoneout or non-default activations are on, see `heuristics.make_plan`)."""
     n_sm = capability = smem = None
     if device.type == "cuda" and not interpreting():
         n_sm, capability, smem = _device_limits(device.index if device.index is not None
@@ -84,7 +85,7 @@ def plan_for(B: int, H: int, w_dtype: torch.dtype, device: torch.device, layer_n
     elem = torch.empty((), dtype=w_dtype).element_size()
     tf32 = w_dtype == torch.float32 and allow_tf32()
     return make_plan(B, H, elem, n_sm, interpreting(), tf32=tf32, layer_norm=layer_norm, capability=capability,
-                     smem_per_block=smem, **overrides)
+                     smem_per_block=smem, cell_options=cell_options, **overrides)
 
 
 @contextlib.contextmanager
@@ -196,6 +197,11 @@ def _cell_args(rec_mask: Tensor | None, zone_mask: Tensor | None, spec: CellSpec
     return args, consts
 
 
+def _has_cell_options(rec_mask: Tensor | None, zone_mask: Tensor | None, spec: CellSpec) -> bool:
+    """Whether any cell option is on (the plan then budgets registers for them)."""
+    return rec_mask is not None or zone_mask is not None or spec != PLAIN
+
+
 def _slots(i: int, T: int, reverse: bool) -> tuple[int, int, int]:
     t = T - 1 - i if reverse else i
     return t, (t + 1 if reverse else t), (t if reverse else t + 1)
@@ -240,7 +246,7 @@ def forward(
         gates = _new(T, B, saved_width(reset_after, ln, H), device=dev, dtype=GATES_DTYPE or dt)
     if T == 0:
         return buf, gates
-    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln)
+    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln, cell_options=_has_cell_options(rec_mask, zone_mask, spec))
     ln_gain = _check_ln(ln_gain, H, plan, dev)
     ring = dt != f32  # half outputs: the fp32 state travels through a 2-slot ring beside buf
     st = _new(2, B, H, device=dev, dtype=f32) if ring else buf
@@ -375,7 +381,7 @@ def backward(
     if T == 0:
         dh0.copy_(dbuf[0])
         return outs
-    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln)
+    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln, cell_options=_has_cell_options(rec_mask, zone_mask, spec))
     ln_gain = _check_ln(ln_gain, H, plan, dev)
     dummy = buf
     cell, cell_consts = _cell_args(rec_mask, zone_mask, spec, ln_gain, dummy)
