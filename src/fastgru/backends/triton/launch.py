@@ -246,7 +246,8 @@ def forward(
         gates = _new(T, B, saved_width(reset_after, ln, H), device=dev, dtype=GATES_DTYPE or dt)
     if T == 0:
         return buf, gates
-    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln, cell_options=_has_cell_options(rec_mask, zone_mask, spec))
+    cell_options = _has_cell_options(rec_mask, zone_mask, spec)
+    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln, cell_options=cell_options)
     ln_gain = _check_ln(ln_gain, H, plan, dev)
     ring = dt != f32  # half outputs: the fp32 state travels through a 2-slot ring beside buf
     st = _new(2, B, H, device=dev, dtype=f32) if ring else buf
@@ -381,7 +382,8 @@ def backward(
     if T == 0:
         dh0.copy_(dbuf[0])
         return outs
-    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln, cell_options=_has_cell_options(rec_mask, zone_mask, spec))
+    cell_options = _has_cell_options(rec_mask, zone_mask, spec)
+    plan = plan or plan_for(B, H, w.dtype, dev, layer_norm=ln, cell_options=cell_options)
     ln_gain = _check_ln(ln_gain, H, plan, dev)
     dummy = buf
     cell, cell_consts = _cell_args(rec_mask, zone_mask, spec, ln_gain, dummy)

@@ -125,6 +125,7 @@ def _results(module, x, h0, g_out, g_h):
     """Output, final state and every gradient (input, h0, parameters) of one forward + backward."""
     x = x.detach().clone().requires_grad_(True)
     h0 = h0.detach().clone().requires_grad_(True)
+    module.zero_grad(set_to_none=True)  # a module compared before must not add its earlier gradients
     out, hn = module(x, h0)
     (out * g_out).sum().add_((hn * g_h).sum()).backward()
     names = ["output", "h_n", "grad input", "grad h0"] + [f"grad {n}" for n, _ in module.named_parameters()]
@@ -236,6 +237,19 @@ def format_report(device_line: str, command: str, selfcheck_status: int | None, 
     return "\n".join(lines) + "\n"
 
 
+def output_problem(path: Path) -> str | None:
+    """Why the report could not be written to `path` (None: it can): its folder must exist and be writable,
+    and an existing file must be a writable regular file."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return f"folder {folder} does not exist"
+    if path.exists() and not path.is_file():
+        return "not a regular file"
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "not writable"
+    return None
+
+
 def write_report(path: Path, body: str) -> None:
     from fastgru.io.markdown import replace_section
 
@@ -298,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.budget_min <= 0 or args.cases < 0:
         parser.error("--budget-min must be > 0 and --cases >= 0")
+    problem = output_problem(Path(args.output))
+    if problem:  # found now, not after minutes of GPU work
+        parser.error(f"--output {args.output}: {problem}")
     rerun = bootstrap(argv, install=not args.no_install)
     if rerun is not None:
         return rerun
