@@ -231,6 +231,11 @@ def test_compiler_findings_are_in_the_heuristics():
     assert heuristics.make_plan(64, 256, 2, 108, False, capability=80).resident
     assert not heuristics.make_plan(64, 256, 2, 108, False, capability=80, cell_options=True).resident
     assert heuristics.make_plan(1, 2048, 4, 108, False, capability=80).block_k == 64  # broadcast chunk 1 x 64 x 32
+    # a tl.dot plan holds at most RESIDENT_DOT_ELEMS weights: 3 x 16 x 512 (B=16, H=512, bf16) spilled
+    assert not heuristics.make_plan(16, 512, 2, 108, False, capability=80).resident
+    assert heuristics.make_plan(16, 256, 2, 108, False, capability=80).resident
+    # the layer norm takes 16 rows per program (64 x 64 spilled 8.7 KB per thread)
+    assert heuristics.make_plan(64, 64, 2, 108, False, capability=80, layer_norm=True).block_b == 16
 
 
 # ------------------------------------------------------------------------------------ the subset and table

@@ -34,10 +34,16 @@ MODES = ("persistent", "step", "gemm")
 RESIDENT_BYTES = 64 * 1024  # W_hh slice (3 gates) kept in registers up to this size per program ...
 REGISTER_BYTES = 112 * 1024  # ... and up to this together with the fp32 state tile it multiplies
 BROADCAST_ELEMS = 4096  # largest BLOCK_B x BLOCK_K x BLOCK_H product per gate of the non-dot path
+# (aot) tl.dot plans keep W_hh resident only up to this many values (3 x BLOCK_H x H_PAD; 48 per thread at 8
+# warps): the forward spilled at twice that in bf16 / fp16 (B=4 and 16, H=512: 16 x 512 slices, sm_80)
+RESIDENT_DOT_ELEMS = 12288
 SINGLE_PROGRAM_MAX_H = 128  # small H: one program per batch block, no grid barrier at all
 LARGE_B, LARGE_H = 128, 1024  # "gemm" path from here on
 LN_MAX_H = 512  # largest hidden size the layer-norm kernels take (one program holds whole rows)
 LN_TILE_ELEMS = 8192  # layer norm: BLOCK_B x h_pad up to this (x3 fp32 accumulators), BLOCK_B >= the dot's 16
+# (aot) layer norm: at most this many rows per program: the whole-row body spilled 8.7 KB per thread at 64 rows
+# x 64 units (bf16, sm_80) and 0.4 KB at 32 x 64; 16 x 64 compiles spill-free.
+LN_MAX_ROWS = 16
 # Shared memory per block (bytes) a plan may use when the device's own limit is not given: the smallest
 # of the supported architectures, A100 (sm_80: 163 KB per block; H100 / H200, sm_90: 227 KB).
 SMEM_PER_BLOCK_DEFAULT = 166_912
@@ -146,7 +152,7 @@ def make_plan(
     if block_b is None:
         block_b = min(64, max(min_tile, next_pow2(B))) if use_dot else next_pow2(B)
         if layer_norm:
-            block_b = max(min_tile, min(block_b, LN_TILE_ELEMS // h_pad))
+            block_b = max(min_tile, min(block_b, LN_TILE_ELEMS // h_pad, LN_MAX_ROWS))
     n_b = cdiv(B, block_b)
     block_h = overrides.pop("block_h", None)
     if block_h is None:
@@ -167,7 +173,9 @@ def make_plan(
         # (aot) cell options: their masks and branches spilled a resident plan (B=64, H=256, bf16)
         x_bytes = 4 * block_b * h_pad * (2 if cell_options else 1)
         resident = w_bytes <= RESIDENT_BYTES and w_bytes + x_bytes <= REGISTER_BYTES and not fma_dot
-        if not use_dot:  # the broadcast product materialises block_b x h_pad x block_h values
+        if use_dot:
+            resident = resident and 3 * block_h * h_pad <= RESIDENT_DOT_ELEMS
+        else:  # the broadcast product materialises block_b x h_pad x block_h values
             resident = resident and block_b * h_pad * block_h <= 2 * BROADCAST_ELEMS
     block_k = overrides.pop("block_k", None)
     fixed_k = block_k is not None
