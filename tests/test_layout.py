@@ -30,7 +30,7 @@ ALLOWED = {
     "apps": {"core", "backends", "nn", "mingru", "io", "interop", "train", "apps"},
 }
 # utilities that import nothing else of fastgru, usable from every layer
-LEAVES = {"fastgru.io.atomic", "fastgru.io.markdown", "fastgru.io.settings", "fastgru.core.errors"}
+LEAVES = {"fastgru.io.atomic", "fastgru.io.markdown", "fastgru.io.settings", "fastgru.core.errors", "fastgru.config"}
 
 
 def _fastgru_imports(path: Path) -> set[str]:

@@ -9,9 +9,10 @@ import pytest
 import torch
 from scipy.stats import zscore
 
-from fastgru.apps.classify import choose_validation, confusion_matrix, top_confusions
+from fastgru.apps.classify import choose_validation, top_confusions
 from fastgru.apps.classify_model import ConvGRUClassifier, ConvGRUConfig
 from fastgru.apps.classify_training import FitSettings, augment, fit_classifier, normalise, pad
+from fastgru.apps.common import confusion_matrix
 
 
 def _seed() -> int:

@@ -83,7 +83,7 @@ def test_demo_runs_forecast_and_short_compare(tmp_path, capsys):
 def test_python_dash_m_entry_point(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.run([sys.executable, "-m", "fastgru", "detect", "--help"], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=600)
     assert proc.returncode == 0 and "--threshold" in proc.stdout and "--force" in proc.stdout
 
 

@@ -13,7 +13,8 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import f1_score
 
-from fastgru.apps.classify import classify, confusion_matrix, macro_f1
+from fastgru.apps.classify import classify
+from fastgru.apps.common import confusion_matrix, macro_f1
 from fastgru.apps.data.sequences import load_sequences
 from fastgru.apps.data.series import package_data_dir
 from fastgru.apps.data.tabular import DataFileError

@@ -235,11 +235,11 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     common = [sys.executable, str(JOB), "--kinds", "seq,stream", "--epochs", "4", "--dropout", "0.2",
               "--data-seed", seed]
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run(common + ["--out", str(full)], env=_env(), check=True, capture_output=True, timeout=120)
+    subprocess.run(common + ["--out", str(full)], env=_env(), check=True, capture_output=True, timeout=600)
     # The job pauses after epoch 2's checkpoint; the test kills it from outside with SIGKILL.
     proc = subprocess.Popen(common + ["--out", str(killed), "--pause-after-epoch", "2"], env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    marker, deadline = killed / "paused", time.monotonic() + 120
+    marker, deadline = killed / "paused", time.monotonic() + 600
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.kill()
@@ -249,7 +249,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert json.loads((killed / "seq" / "checkpoints" / "latest.json").read_text())["epoch"] == 2
     assert not (killed / "seq" / "final.safetensors").exists()
     subprocess.run(common + ["--out", str(killed), "--resume"], env=_env(), check=True, capture_output=True,
-                   timeout=120)
+                   timeout=600)
     for kind in ("seq", "stream"):  # the kill hit "seq"; "stream" then ran from scratch in the resumed process
         a, b = _weights(full / kind), _weights(killed / kind)
         assert a.keys() == b.keys()
@@ -266,10 +266,10 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     args = [str(JOB), "--kinds", "seq,stream", "--epochs", "3", "--data-seed", seed]
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, *args, "--out", str(one)], env=_env(), check=True, capture_output=True,
-                   timeout=180)
+                   timeout=600)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args,
-         "--out", str(two)], env=_env(), capture_output=True, timeout=180)
+         "--out", str(two)], env=_env(), capture_output=True, timeout=600)
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     for kind in ("seq", "stream"):
         a, b = _weights(one / kind), _weights(two / kind)

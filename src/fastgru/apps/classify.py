@@ -40,11 +40,18 @@ from fastgru.apps.classify_peers import score_peers
 from fastgru.apps.classify_training import NORMALISATIONS, FitSettings, fit_classifier, predict_logits
 from fastgru.apps.classify_training import normalise as normalise_series
 from fastgru.apps.classify_training import pad as pad_series
-from fastgru.apps.common import check_outputs, default_out, format_table, write_csv
+from fastgru.apps.common import (
+    check_outputs,
+    comma_list,
+    confusion_matrix,
+    default_out,
+    format_table,
+    macro_f1,
+    write_csv,
+)
 from fastgru.apps.data.sequences import LabelledSequences, load_sequences, stratified_split
 from fastgru.apps.data.tabular import DataFileError
-from fastgru.apps.data.windows import Scaler
-from fastgru.apps.forecast import _list
+from fastgru.apps.plots.confusion import plot_confusion
 from fastgru.apps.plots.heatmap import save_figure
 from fastgru.io import atomic
 from fastgru.train.resume import save_model
@@ -54,35 +61,6 @@ OUTPUTS = ("metrics.json", "predictions.csv", "confusion.csv", "confusion.png", 
 MIN_VAL_SERIES = 20  # a smaller validation part moves in steps of 5+ points: too coarse to pick an epoch
 MIN_TRAIN_PER_CLASS = 3
 MAX_CLASSES_PRINTED = 10  # more classes: the console shows the top confusions, the files hold the matrix
-
-
-def confusion_matrix(true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """(n_classes, n_classes) counts; row = true class, column = predicted class."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (true, pred), 1)
-    return cm
-
-
-def macro_f1(cm: np.ndarray) -> float:
-    """Mean over classes of F1 = 2 tp / (2 tp + fp + fn); a class absent from both truth and predictions
-    is skipped."""
-    tp = np.diag(cm).astype(np.float64)
-    fp = cm.sum(axis=0) - tp
-    fn = cm.sum(axis=1) - tp
-    denom = 2 * tp + fp + fn
-    present = denom > 0
-    return float(np.mean(2 * tp[present] / denom[present])) if present.any() else 0.0
-
-
-def pad(seqs: Sequence[np.ndarray], scaler: Scaler) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardised sequences padded with zeros into (N, T_max, C), and their lengths."""
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    if (lengths < 1).any():
-        raise DataFileError(f"{int((lengths < 1).sum())} sequence(s) have no steps")
-    x = np.zeros((len(seqs), int(lengths.max()), seqs[0].shape[1]), dtype=np.float32)
-    for i, s in enumerate(seqs):
-        x[i, : len(s)] = scaler.transform(s)
-    return torch.from_numpy(x), torch.from_numpy(lengths)
 
 
 def classify(
@@ -193,7 +171,7 @@ def classify(
     cm_frame = pd.DataFrame(cm, columns=[f"pred_{c}" for c in classes])
     cm_frame.insert(0, "true", classes)
     write_csv(cm_frame, out / "confusion.csv")
-    _plot_confusion(cm, classes, out / "confusion.png", f"{ds.name}: {model_name}, test accuracy "
+    plot_confusion(cm, classes, out / "confusion.png", f"{ds.name}: {model_name}, test accuracy "
                     f"{scores[model_name]['accuracy']:.3f}")
     plot_learning_curve(fit.history, out / "learning_curve.png", f"{ds.name}: {model_name}")
     atomic.write_json(out / "history.json", fit.history)
@@ -290,26 +268,6 @@ def plot_learning_curve(history: dict[str, Any], path: Path, title: str) -> Path
     return save_figure(fig, path)
 
 
-def _plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
-    k = len(classes)
-    fig = Figure(figsize=(1.2 + 0.55 * k, 1.0 + 0.5 * k), constrained_layout=True)
-    ax = fig.subplots()
-    im = ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(k), classes, rotation=45 if max(len(c) for c in classes) > 3 else 0)
-    ax.set_yticks(range(k), classes)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    top = cm.max() if cm.size else 0
-    for i in range(k):
-        for j in range(k):
-            if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if cm[i, j] > top / 2 else "black")
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    ax.set_title(title, fontsize=9)
-    return save_figure(fig, path)
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `fastgru classify`."""
     p = subparsers.add_parser("classify", help="time-series classification (convolutional GRU) vs 1-NN DTW and "
@@ -374,7 +332,7 @@ def _filters(text: str) -> tuple[int, int]:
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     result = classify(
         args.data, test_data=args.test_data, id_column=args.id_column, label_column=args.label_column,
-        feature_columns=_list(args.feature_columns), time_column=args.time_column, split_column=args.split_column,
+        feature_columns=comma_list(args.feature_columns), time_column=args.time_column, split_column=args.split_column,
         nan=args.nan, test_fraction=args.test_fraction, val_fraction=args.val_fraction, refit=args.refit,
         normalise=args.normalise, filters=_filters(args.filters), hidden_size=args.hidden_size,
         gru_steps=args.gru_steps, branches=args.branches, dropout=args.dropout,

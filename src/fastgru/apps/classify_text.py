@@ -37,12 +37,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fastgru.apps.classify import _plot_confusion, confusion_matrix, macro_f1
-from fastgru.apps.common import check_outputs, default_out, format_table, write_csv
+from fastgru.apps.common import check_outputs, confusion_matrix, default_out, format_table, macro_f1, write_csv
 from fastgru.apps.data.labelled_text import ROTTEN_TOMATOES, LabelledTexts, load_texts, texts_from_table
 from fastgru.apps.data.sequences import stratified_split
 from fastgru.apps.data.tabular import DataFileError, read_table
 from fastgru.apps.data.words import WordVocab, tokenize
+from fastgru.apps.plots.confusion import plot_confusion
 from fastgru.apps.text_classifier import POOLINGS, TextClassifier, TextGRU, TextGRUConfig
 from fastgru.io import atomic
 from fastgru.train import SequenceData, TrainConfig, Trainer, seed_everything
@@ -115,7 +115,7 @@ def _write_confusion(cm: np.ndarray, classes: list[str], out: Path, title: str) 
     frame = pd.DataFrame(cm, columns=[f"pred_{c}" for c in classes])
     frame.insert(0, "true", classes)
     write_csv(frame, out / "confusion.csv")
-    _plot_confusion(cm, classes, out / "confusion.png", title)
+    plot_confusion(cm, classes, out / "confusion.png", title)
 
 
 def classify_text(

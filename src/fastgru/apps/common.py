@@ -4,14 +4,20 @@
   passes ``overwrite=True`` (``--force``), naming each file it would replace.
 - :func:`format_table` renders rows as an aligned plain-text table (for the terminal) or Markdown.
 - :func:`write_csv` writes a DataFrame atomically.
+- :func:`comma_list` reads a comma-separated option; :func:`add_model_args` adds the model and training
+  options that forecast, detect, classify and listen share.
+- :func:`confusion_matrix` and :func:`macro_f1` score the classifiers (classify, classify-text, listen).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from fastgru.io import atomic
 
@@ -82,3 +88,46 @@ def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], *, digit
     out = [line([str(h) for h in headers]), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells]
     return "\n".join(out)
+
+
+def comma_list(text: str | None, kind: type = str, what: str = "option") -> list | None:
+    """'a,b,c' -> ['a', 'b', 'c'] (each converted by `kind`); None or '' gives None."""
+    if not text:
+        return None
+    try:
+        return [kind(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what}: cannot read {text!r} as a comma-separated list of {kind.__name__} values") from None
+
+
+def add_model_args(p: argparse.ArgumentParser, *, hidden: int, epochs: int, patience: int, lr: float,
+                   batch_size: int = 32) -> None:
+    """Model and training options shared by forecast, detect and classify."""
+    p.add_argument("--cell", choices=("gru", "lstm", "rnn", "torch_gru"), default="gru",
+                   help="recurrent cell: gru (fastgru), lstm / rnn / torch_gru (torch)")
+    p.add_argument("--hidden-size", type=int, default=hidden)
+    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--dropout", type=float, default=0.0, help="between stacked layers")
+    p.add_argument("--epochs", type=int, default=epochs, help="most epochs (early stopping may end sooner)")
+    p.add_argument("--patience", type=int, default=patience, help="early stopping patience in epochs")
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) counts; row = true class, column = predicted class."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (true, pred), 1)
+    return cm
+
+
+def macro_f1(cm: np.ndarray) -> float:
+    """Mean over classes of F1 = 2 tp / (2 tp + fp + fn); a class absent from both truth and predictions
+    is skipped."""
+    tp = np.diag(cm).astype(np.float64)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    denom = 2 * tp + fp + fn
+    present = denom > 0
+    return float(np.mean(2 * tp[present] / denom[present])) if present.any() else 0.0

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from fastgru.apps.common import check_outputs, format_table, write_csv
+from fastgru.apps.common import check_outputs, comma_list, format_table, write_csv
 from fastgru.apps.data import char_text, jsb_chorales
 from fastgru.apps.plots.heatmap import save_figure
 from fastgru.io import atomic
@@ -398,17 +398,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _int_list(text: str, what: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError as exc:
-        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from exc
-
-
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Run `fastgru compare` from parsed arguments; prints the table and where the outputs are."""
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
-    seeds = _int_list(args.seeds, "--seeds")
+    seeds = comma_list(args.seeds, int, "--seeds")
     check_outputs(args.out, OUTPUTS, getattr(args, "force", False))
     if args.data == "jsb":
         if args.text_file:

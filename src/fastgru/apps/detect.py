@@ -43,11 +43,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fastgru.apps.common import check_outputs, default_out, format_table, write_csv
+from fastgru.apps.common import add_model_args, check_outputs, comma_list, default_out, format_table, write_csv
 from fastgru.apps.data.series import Series, load_series
 from fastgru.apps.data.tabular import DataFileError, check_enough_rows
 from fastgru.apps.data.windows import Scaler, origins
-from fastgru.apps.forecast import Forecaster, _list, _training_windows, add_model_args
+from fastgru.apps.forecasting.window_forecaster import Forecaster, training_windows
 from fastgru.apps.plots.heatmap import save_figure
 from fastgru.io import atomic
 from fastgru.train import TrainConfig, Trainer, seed_everything
@@ -210,8 +210,8 @@ def detect(
     cols = list(range(values.shape[1]))
     scaler = Scaler.fit(values[:train_end])
     scaled = scaler.transform(values)
-    train = _training_windows(scaled, origins(0, fit_end, window, 1), window, 1, cols)
-    val = _training_windows(scaled, origins(fit_end, train_end, window, 1), window, 1, cols)
+    train = training_windows(scaled, origins(0, fit_end, window, 1), window, 1, cols)
+    val = training_windows(scaled, origins(fit_end, train_end, window, 1), window, 1, cols)
     seed_everything(seed)
     model = build_model(cell=cell, input_size=len(cols), hidden_size=hidden_size, num_layers=num_layers,
                         dropout=dropout, output_size=len(cols), head="regression")
@@ -339,7 +339,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     result = detect(
-        args.data, _list(args.columns), label_column=args.label_column, time_column=args.time_column, nan=args.nan,
+        args.data, comma_list(args.columns), label_column=args.label_column, time_column=args.time_column, nan=args.nan,
         window=args.window, train_fraction=args.train_fraction, train_size=args.train_size,
         train_until=args.train_until, threshold=args.threshold, score=args.score, smooth=args.smooth,
         cell=args.cell, hidden_size=args.hidden_size, num_layers=args.num_layers, dropout=args.dropout,

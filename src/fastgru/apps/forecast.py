@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from fastgru.apps.common import check_outputs, default_out, format_table, write_csv
+from fastgru.apps.common import add_model_args, check_outputs, comma_list, default_out, format_table, write_csv
 from fastgru.apps.data.calendar import calendar_features
 from fastgru.apps.data.panel import Panel, load_panel
 from fastgru.apps.data.seasons import DAY, Seasons, infer_seasons, time_step
@@ -54,8 +54,6 @@ from fastgru.apps.forecasting import classical
 from fastgru.apps.forecasting.baselines import baseline_name, mase_scale, scores, seasonal_naive
 from fastgru.apps.forecasting.features import SeriesArrays, default_layout, feature_sizes, pack, prepare, unscale
 from fastgru.apps.forecasting.model import SeasonalResidualGRU
-from fastgru.apps.forecasting.window_forecaster import INPUT_MODES, Forecaster, model_inputs  # noqa: F401 (used by detect)
-from fastgru.apps.forecasting.window_forecaster import training_windows as _training_windows  # noqa: F401
 from fastgru.apps.plots.heatmap import save_figure
 from fastgru.io import atomic
 from fastgru.train import SequenceData, TrainConfig, Trainer, seed_everything
@@ -475,29 +473,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def add_model_args(p: argparse.ArgumentParser, *, hidden: int, epochs: int, patience: int, lr: float,
-                   batch_size: int = 32) -> None:
-    """Model and training options shared by forecast, detect and classify."""
-    p.add_argument("--cell", choices=("gru", "lstm", "rnn", "torch_gru"), default="gru",
-                   help="recurrent cell: gru (fastgru), lstm / rnn / torch_gru (torch)")
-    p.add_argument("--hidden-size", type=int, default=hidden)
-    p.add_argument("--num-layers", type=int, default=1)
-    p.add_argument("--dropout", type=float, default=0.0, help="between stacked layers")
-    p.add_argument("--epochs", type=int, default=epochs, help="most epochs (early stopping may end sooner)")
-    p.add_argument("--patience", type=int, default=patience, help="early stopping patience in epochs")
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--seed", type=int, default=0)
-
-
-def _list(text: str | None) -> list[str] | None:
-    return [c.strip() for c in text.split(",") if c.strip()] if text else None
-
-
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """`fastgru forecast`: run, print the table, say where the outputs are."""
     result = forecast(
-        args.data, _list(args.columns), targets=_list(args.targets), known_future=_list(args.known_future),
+        args.data, comma_list(args.columns), targets=comma_list(args.targets),
+        known_future=comma_list(args.known_future),
         time_column=args.time_column, id_column=args.id_column, nan=args.nan, season=args.season,
         window=args.window, horizon=args.horizon, origin_stride=args.origin_stride,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, cell=args.cell,

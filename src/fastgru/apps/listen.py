@@ -35,10 +35,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from fastgru.apps.classify import _plot_confusion, confusion_matrix, macro_f1, pad
-from fastgru.apps.common import check_outputs, default_out, format_table, write_csv
-from fastgru.apps.data.windows import Scaler
-from fastgru.apps.forecast import add_model_args
+from fastgru.apps.common import (
+    add_model_args,
+    check_outputs,
+    comma_list,
+    confusion_matrix,
+    default_out,
+    format_table,
+    macro_f1,
+    write_csv,
+)
+from fastgru.apps.data.windows import Scaler, pad_scaled
+from fastgru.apps.plots.confusion import plot_confusion
 from fastgru.apps.speech.audio import Clip, load_wav, scan_folder
 from fastgru.apps.speech.features import LogMelSettings, logmel
 from fastgru.apps.speech.listener import Listener
@@ -97,7 +105,7 @@ def _write_evaluation(out: Path, clips: Sequence[Clip], root: Path, true: np.nda
     cm_frame = pd.DataFrame(cm, columns=[f"pred_{c}" for c in classes])
     cm_frame.insert(0, "true", classes)
     write_csv(cm_frame, out / "confusion.csv")
-    _plot_confusion(cm, classes, out / "confusion.png", title)
+    plot_confusion(cm, classes, out / "confusion.png", title)
 
 
 def listen(
@@ -172,7 +180,7 @@ def listen(
     scaler = Scaler.fit(np.concatenate([frames[i] for i in split.train]))
 
     def part(idx: list[int]) -> SequenceData:
-        x, lengths = pad([frames[i] for i in idx], scaler)
+        x, lengths = pad_scaled([frames[i] for i in idx], scaler)
         return SequenceData(x, torch.from_numpy(y[idx]), lengths)
 
     train, val = part(split.train), part(split.val)
@@ -320,16 +328,6 @@ def predict_files(model_dir: str | Path, files: Sequence[str | Path], *, stream:
 
 
 # -- the command line ----------------------------------------------------------------------------
-def parse_list(text: str | None, kind: type = str) -> tuple | None:
-    """'a,b,c' -> ('a', 'b', 'c') (each converted by `kind`); None stays None."""
-    if text is None:
-        return None
-    try:
-        return tuple(kind(x.strip()) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"cannot read {text!r} as a comma-separated list of {kind.__name__}s") from None
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `fastgru listen`."""
     p = subparsers.add_parser(
@@ -377,9 +375,9 @@ def run_from_args(args: argparse.Namespace) -> Any:
         if args.stream:
             raise ValueError("--stream needs --model DIR and WAV files to classify")
         result = listen(
-            args.data, words=parse_list(args.words), accents=parse_list(args.accents),
-            variants=parse_list(args.variants), speeds=parse_list(args.speeds, int),
-            pitches=parse_list(args.pitches, int), cache_dir=args.cache_dir, hold_out=args.hold_out,
+            args.data, words=comma_list(args.words), accents=comma_list(args.accents),
+            variants=comma_list(args.variants), speeds=comma_list(args.speeds, int, "--speeds"),
+            pitches=comma_list(args.pitches, int, "--pitches"), cache_dir=args.cache_dir, hold_out=args.hold_out,
             test_fraction=args.test_fraction, val_fraction=args.val_fraction, sample_rate=args.sample_rate,
             n_mels=args.n_mels, resample=resample, cell=args.cell, hidden_size=args.hidden_size,
             num_layers=args.num_layers, dropout=args.dropout, epochs=args.epochs, patience=args.patience,

@@ -10,7 +10,6 @@ Set FASTGRU_DISABLE_CPU_EXT=1 to skip it, FASTGRU_BUILD_VERBOSE=1 to see the com
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
+from fastgru import config
 from fastgru.backends import ACTIVATIONS, PLAIN, CellSpec
 
 SUPPORTS_CELL_OPTIONS = True
@@ -33,11 +33,8 @@ _error: str | None = None
 
 
 def _build_dir() -> Path:
-    root = os.environ.get("FASTGRU_BUILD_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fastgru"
-    )
     tag = f"torch{torch.__version__.replace('+', '_')}"
-    path = Path(root) / tag
+    path = config.build_dir() / tag
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -64,7 +61,7 @@ def load() -> ModuleType | None:
     with _lock:
         if _module is not None or _error is not None:
             return _module
-        if os.environ.get("FASTGRU_DISABLE_CPU_EXT"):
+        if config.cpu_extension_disabled():
             _error = "disabled by FASTGRU_DISABLE_CPU_EXT"
             return None
         try:
@@ -84,7 +81,7 @@ def load() -> ModuleType | None:
                 build_directory=str(build_dir),
                 extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
-                verbose=bool(os.environ.get("FASTGRU_BUILD_VERBOSE")),
+                verbose=config.build_verbose(),
             )
             if first_build:
                 print(f"fastgru: fused CPU kernel built in {time.perf_counter() - t0:.0f} s (cached in {build_dir})",

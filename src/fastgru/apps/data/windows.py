@@ -8,10 +8,12 @@ would when forecasting for real), so no target is ever seen by an earlier split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from fastgru.apps.data.tabular import DataFileError
 
@@ -96,3 +98,14 @@ def make_windows(values: np.ndarray, starts: np.ndarray, window: int, horizon: i
     if idx_in.min() < 0 or idx_out.max() >= len(values):
         raise ValueError("a window reaches outside the series")
     return values[idx_in], values[idx_out][:, :, cols]
+
+
+def pad_scaled(seqs: Sequence[np.ndarray], scaler: Scaler) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardised sequences padded with zeros into (N, T_max, C), and their lengths."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    if (lengths < 1).any():
+        raise DataFileError(f"{int((lengths < 1).sum())} sequence(s) have no steps")
+    x = np.zeros((len(seqs), int(lengths.max()), seqs[0].shape[1]), dtype=np.float32)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = scaler.transform(s)
+    return torch.from_numpy(x), torch.from_numpy(lengths)

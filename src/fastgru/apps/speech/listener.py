@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastgru.apps.classify import pad
-from fastgru.apps.data.windows import Scaler
+from fastgru.apps.data.windows import Scaler, pad_scaled
 from fastgru.apps.speech.features import LogMelSettings, LogMelStream, logmel
 from fastgru.io import atomic
 from fastgru.nn import Stream
@@ -66,7 +65,7 @@ class Listener:
         """Class probabilities (N, classes) of N clips given as un-normalised log-mel frame arrays."""
         out = []
         for start in range(0, len(frames), batch_size):
-            x, lengths = pad(frames[start:start + batch_size], self.scaler)
+            x, lengths = pad_scaled(frames[start:start + batch_size], self.scaler)
             out.append(self.model(x, lengths).softmax(-1).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 

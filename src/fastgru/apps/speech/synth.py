@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from fastgru import config
 from fastgru.io import atomic
 
 FORMAT = "fastgru-espeak-words-v1"
@@ -105,9 +105,7 @@ class SynthSettings:
 
 def default_cache_dir() -> Path:
     """$FASTGRU_SPEECH_CACHE, else $XDG_CACHE_HOME/fastgru/speech (~/.cache/fastgru/speech)."""
-    if os.environ.get("FASTGRU_SPEECH_CACHE"):
-        return Path(os.environ["FASTGRU_SPEECH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "fastgru" / "speech"
+    return config.speech_cache_dir()
 
 
 def find_espeak(executable: str | None = None) -> str:

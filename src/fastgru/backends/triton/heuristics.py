@@ -27,8 +27,9 @@ has measured them). ``FASTGRU_TRITON_MODE=persistent|step|gemm`` forces a mode.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
+
+from fastgru import config
 
 MODES = ("persistent", "step", "gemm")
 RESIDENT_BYTES = 64 * 1024  # W_hh slice (3 gates) kept in registers up to this size per program ...
@@ -142,7 +143,7 @@ def make_plan(
         raise ValueError(f"batch and hidden size must be positive, got B={B}, H={H}")
     if layer_norm and not supports_layer_norm(H):
         raise ValueError(f"the Triton layer-norm kernels take H <= {LN_MAX_H}, got H={H} (use the torch loop)")
-    mode = overrides.pop("mode", None) or os.environ.get("FASTGRU_TRITON_MODE") or None
+    mode = overrides.pop("mode", None) or config.triton_mode()
     if mode is not None and mode not in MODES:
         raise ValueError(f"Triton mode must be one of {MODES}, got {mode!r} (FASTGRU_TRITON_MODE?)")
     use_dot = overrides.pop("use_dot", B > 2)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 
 import torch
 from torch import Tensor
 
+from fastgru import config
 from fastgru.backends import PLAIN, CellSpec, saved_width
 from fastgru.backends.triton import kernels as K
 from fastgru.backends.triton.heuristics import Plan, make_plan
@@ -22,8 +22,8 @@ from fastgru.backends.triton.heuristics import Plan, make_plan
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Saved gates of half inputs: the input dtype (default, cuDNN-like memory) or float32
 # (FASTGRU_TRITON_GATES=fp32: about half the gradient error, about 1.8x the saved bytes).
-GATES_DTYPE = torch.float32 if os.environ.get("FASTGRU_TRITON_GATES", "").lower() in ("fp32", "float32") else None
-POISON = bool(os.environ.get("FASTGRU_TRITON_POISON"))  # fill outputs/scratch with NaN: unwritten shows
+GATES_DTYPE = torch.float32 if config.triton_gates_fp32() else None
+POISON = config.triton_poison()  # fill outputs/scratch with NaN: unwritten shows
 
 
 def _new(*shape: int, device: torch.device, dtype: torch.dtype) -> Tensor:
