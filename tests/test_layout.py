@@ -99,3 +99,12 @@ def test_a_submodule_under_an_old_package_path_is_not_loaded_twice():
     assert _moved.new_name("fastgru.data.tabular") == "fastgru.apps.data.tabular"
     assert _moved.new_name("fastgru.nn.gru") is None  # not moved: the normal import system handles it
     assert {m.name for m in pkgutil.iter_modules(fastgru.__path__)} >= {"core", "nn", "io", "apps", "train"}
+
+
+def test_min_gru_has_one_triton_dispatch():
+    """Only the scan module chooses the Triton scan (the AOT compile check compiles it, without running it)."""
+    importers = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                 if "fastgru.mingru.triton_scan" in _fastgru_imports(p)
+                 or "from fastgru.mingru import triton_scan" in p.read_text(encoding="utf-8")}
+    assert importers <= {"mingru/scan.py", "backends/triton/aot.py"}, importers
+    assert "mingru/scan.py" in importers

@@ -116,13 +116,6 @@ def resolve_mode(mode: str, device: torch.device) -> str:
     return mode
 
 
-def _triton_scan():
-    """The Triton scan module, imported only when a CUDA tensor needs it (importing Triton is slow)."""
-    from fastgru.mingru import triton_scan
-
-    return triton_scan
-
-
 def mingru_step(x: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """One MinGRU step for a batch: x (B, I), h (B, H) -> h' (B, H) (the sequential mode's arithmetic)."""
     k, v = F.linear(x, weight, bias).chunk(2, dim=-1)
@@ -152,9 +145,9 @@ def mingru_layer(
     mode = resolve_mode(mode, x.device)
     if mode == "sequential":
         out = _SequentialMinGRU.apply(proj, x.new_zeros(B, H) if h0 is None else h0.contiguous())
-    elif x.device.type == "cuda" and _triton_scan().usable(x):
+    elif scan.triton_usable(x):
         a, b = coefficients(k, v)
-        out = _triton_scan().scan(a, b, h0)
+        out = scan.linear_scan(a, b, h0, backend="triton")
     else:
         la, lb = log_coefficients(k, v)
         out = scan.log_scan(la, lb, h0)

@@ -172,6 +172,16 @@ def log_scan(la: Tensor, lb: Tensor, h0: Tensor | None = None, chunk: int | None
 # ------------------------------------------------------------------------------ dispatch
 
 
+def triton_usable(t: Tensor) -> bool:
+    """Whether the Triton scan can run on `t` (a CUDA tensor, Triton importable). The one place that imports
+    the Triton module, and only for CUDA tensors (importing Triton is slow)."""
+    if t.device.type != "cuda":
+        return False
+    from fastgru.mingru import triton_scan
+
+    return triton_scan.usable(t)
+
+
 def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, backend: str = "auto") -> Tensor:
     """h_t = a_t * h_{t-1} + b_t: the Triton kernel for CUDA tensors (backend "auto"/"triton"), else the loop.
 
@@ -188,6 +198,6 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, backend: str = "
             if reason is not None:
                 raise RuntimeError(f"backend='triton': {reason}")
             return triton_scan.scan(a, b, h0)
-        if triton_scan.usable(b):
+        if triton_usable(b):
             return triton_scan.scan(a, b, h0)
     return sequential_scan(a, b, h0)
