@@ -16,3 +16,27 @@ def test_benchmark_writes_its_section_and_keeps_others(tmp_path):
     text = report.read_text()
     assert text.count("<!-- cpu:start -->") == 1 and "| 5, 1, 2, 3 |" in text and "| 6, 2, 3, 4 |" not in text
     assert "kept as it is" in text
+
+
+def test_bench_command_writes_into_out_and_refuses_to_overwrite(tmp_path, monkeypatch, capsys):
+    import json
+
+    import pytest
+
+    from fastgru.apps.cli import main
+
+    monkeypatch.setattr(bench, "SIZES", [(4, 1, 2, 3), (5, 2, 3, 4), (3, 1, 2, 2)])  # tiny stand-ins for --quick
+    # the memory probe (two fresh processes per size) is covered by the test above
+    monkeypatch.setattr(bench, "peak_training_memory_mb", lambda *size: 1.5)
+    out = tmp_path / "b"
+    assert main(["bench", "--quick", "--reps", "1", "--out", str(out)]) == 0
+    saved = json.loads((out / "bench.json").read_text())
+    assert [r["T"] for r in saved["rows"]] == [4, 4, 3, 3] and saved["command"].startswith("fastgru bench --quick")
+    assert "| 4, 1, 2, 3 | training |" in (out / "table.md").read_text()
+    before = (out / "table.md").read_text()
+    assert main(["bench", "--quick", "--reps", "1", "--out", str(out)]) == 2  # exists: refused before measuring
+    assert "--force" in capsys.readouterr().err and (out / "table.md").read_text() == before
+    assert main(["bench", "--quick", "--reps", "1", "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "bench.json").read_text())["peak_training_memory_mb"][0]["torch"] == 1.5
+    with pytest.raises(SystemExit):
+        main(["bench", "--reps", "x"])

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from fastgru.apps.common import check_outputs, default_out
+from fastgru.io import atomic
 from fastgru.io.markdown import replace_section
 
 SIZES = [(100, 32, 64, 128), (200, 64, 128, 256), (1000, 1, 64, 128), (50, 128, 256, 512)]
@@ -159,9 +161,11 @@ def run(
     reps: int = 7,
     output: str | Path | None = None,
     command: str = "python benchmarks/cpu.py",
+    out_dir: str | Path | None = None,
     progress: Callable[[str], None] = print,
 ) -> list[Row]:
-    """Measure every size, print the table, and (if `output`) write it into that Markdown file."""
+    """Measure every size, print the table, and (if `output`) write it into that Markdown file's "cpu"
+    section; with `out_dir`, also write table.md and bench.json (machine, command, rows) there."""
     from fastgru.backends import cpu as cpu_backend
 
     if not cpu_backend.is_available():
@@ -185,6 +189,13 @@ def run(
             f"{table}\n\nRaw rows: `{json.dumps([asdict(r) for r in rows])}`\n"
         )
         replace_section(Path(output), "cpu", "## CPU: fastgru.nn.GRU vs torch.nn.GRU", body)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        atomic.write_text(out_dir / "table.md", f"Machine: {header}.\n\nCommand: `{command}`\n\n{table}\n")
+        atomic.write_text(out_dir / "bench.json", json.dumps(
+            {"machine": header, "command": command, "reps": reps, "rows": [asdict(r) for r in rows],
+             "peak_training_memory_mb": [{"size": list(k), "torch": v[0], "fastgru": v[1]} for k, v in memory.items()]},
+            indent=1))
     return rows
 
 
@@ -193,6 +204,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="time fastgru.nn.GRU against torch.nn.GRU on this CPU")
     p.add_argument("--reps", type=int, default=5, help="timed runs per side (median reported; default 5)")
     p.add_argument("--quick", action="store_true", help="only the two smallest sizes")
+    p.add_argument("--out", default=None, help="folder for table.md and bench.json (default fastgru-out/bench)")
+    p.add_argument("--force", action="store_true", help="replace table.md / bench.json already in --out")
     p.add_argument("--output", default=None, help="also write the table into this Markdown file (a section)")
     p.set_defaults(func=run_from_args)
     return p
@@ -201,7 +214,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run_from_args(args: argparse.Namespace) -> dict:
     if args.reps < 1:
         raise ValueError(f"--reps must be >= 1, got {args.reps}")
+    out = check_outputs(args.out or default_out("bench"), ["table.md", "bench.json"], args.force)  # before any work
     sizes = [SIZES[0], SIZES[2]] if args.quick else SIZES
     command = "fastgru bench" + (" --quick" if args.quick else "") + f" --reps {args.reps}"
-    rows = run(sizes, reps=args.reps, output=args.output, command=command)
-    return {"rows": [asdict(r) for r in rows]}
+    rows = run(sizes, reps=args.reps, output=args.output, command=command, out_dir=out)
+    print(f"wrote {out / 'table.md'} and {out / 'bench.json'}")
+    return {"rows": [asdict(r) for r in rows], "out": str(out)}
