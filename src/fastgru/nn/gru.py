@@ -60,11 +60,90 @@ def _init_group(w_ih: Tensor, w_hh: Tensor, biases: list[Tensor], hidden_size: i
 
 
 class GRU(nn.Module):
-    """Multi-layer GRU, a drop-in for torch.nn.GRU (same numbers for reset_after=True).
+    r"""Multi-layer gated recurrent unit, a drop-in for :class:`torch.nn.GRU` (same constructor, same
+    parameter names and shapes, same outputs and gradients), computed by fastgru's fused kernels.
 
-    forward(input, hx=None, lengths=None) -> (output, h_n). input: (T, B, I), (B, T, I) if
-    batch_first, (T, I) unbatched, or a PackedSequence. `lengths` (B,) runs a padded batch of
-    variable-length sequences: outputs past each length are zero, h_n is each sequence's last state.
+    For each element of the input sequence, each layer computes
+
+    .. math::
+        \begin{array}{ll}
+            r_t = \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+            z_t = \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+            n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+            h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+        \end{array}
+
+    where :math:`\sigma` is the sigmoid and :math:`\odot` the elementwise product. With
+    ``reset_after=False`` the candidate is Cho et al. 2014's form,
+    :math:`n_t = \tanh(W_{in} x_t + b_{in} + W_{hn}(r_t \odot h_{t-1}) + b_{hn})`. The input of layer
+    :math:`k > 1` is the output of layer :math:`k - 1` (both directions concatenated), with dropout
+    between layers in training mode.
+
+    Args:
+        input_size: features of each input step, :math:`I`.
+        hidden_size: features of the state, :math:`H`.
+        num_layers: stacked layers. Default: 1.
+        bias: whether the layers have ``b_ih`` and ``b_hh``. Default: ``True``.
+        batch_first: input and output as (B, T, feature) instead of (T, B, feature) (not ``h_n``).
+            Default: ``False``.
+        dropout: dropout probability on the outputs of every layer but the last, in training mode.
+            Default: 0.
+        bidirectional: a second direction per layer that reads the sequence backwards. Default: ``False``.
+        device, dtype: where and in which floating type the parameters are created.
+
+    Keyword Args (fastgru's own; their defaults give torch.nn.GRU's model):
+        reset_after: ``True`` (PyTorch, cuDNN, Keras's default) or ``False`` (Cho et al. 2014, Keras's
+            ``reset_after=False``). Default: ``True``.
+        init: ``"torch"`` (:math:`U(-1/\sqrt{H}, 1/\sqrt{H})` everywhere, as torch.nn.GRU) or ``"keras"``
+            (Glorot-uniform input weights, orthogonal recurrent weights, zero biases). Default: ``"torch"``.
+        check_finite: raise :class:`fastgru.GRUInputError` when the input or the state holds NaN or inf
+            (one extra pass over the input). Default: ``False``.
+        backend: ``"auto"`` (the fused C++ kernel on the CPU, Triton on CUDA when it applies, the torch
+            loop otherwise), or one of ``"cpu"``, ``"torch"``, ``"triton"`` to force it. Default: ``"auto"``.
+        input_dropout: dropout on each layer's input, one mask per sequence for all steps (Gal and
+            Ghahramani 2016; Keras's ``dropout``). Default: 0.
+        recurrent_dropout: dropout on :math:`h_{t-1}` in the recurrent product, one mask per sequence
+            (Keras's ``recurrent_dropout``). Default: 0.
+        zoneout: probability that a unit keeps its previous value at a step (Krueger et al. 2017); at
+            evaluation the expectation. Default: 0.
+        gate_activation: ``"sigmoid"`` or ``"hard_sigmoid"`` for :math:`r` and :math:`z`. Default:
+            ``"sigmoid"``.
+        candidate_activation: ``"tanh"``, ``"relu"``, ``"softsign"``, ``"sigmoid"`` or ``"hard_sigmoid"``
+            for :math:`n`. Default: ``"tanh"``.
+        hard_sigmoid: ``(alpha, beta)`` of :math:`\max(0, \min(1, \alpha v + \beta))`. Default:
+            ``(0.2, 0.5)`` (Keras 2; Keras 3 uses ``(1/6, 0.5)``).
+
+    Inputs: input, hx, lengths
+        - **input**: (T, B, I), or (B, T, I) with ``batch_first``, or (T, I) unbatched, or a
+          :class:`~torch.nn.utils.rnn.PackedSequence`.
+        - **hx**: initial state (num_layers * num_directions, B, H), or (num_layers * num_directions, H)
+          for unbatched input. Default: zeros.
+        - **lengths**: int64 (B,), each sequence's number of real steps in a right-padded batch (on any
+          device). Outputs past a sequence's length are zero and ``h_n`` is the state at its last real
+          step; the padding never enters the computation. Each length must lie in [1, T].
+
+    Outputs: output, h_n
+        - **output**: (T, B, num_directions * H) (or batch-first, or unbatched like the input; a
+          PackedSequence for a packed input): the last layer's state at every step.
+        - **h_n**: (num_layers * num_directions, B, H): every layer's final state.
+
+    Attributes:
+        weight_ih_l[k], weight_hh_l[k], bias_ih_l[k], bias_hh_l[k] (and ``_reverse``): as torch.nn.GRU,
+        gates stacked in the order r, z, n; a torch.nn.GRU ``state_dict`` loads both ways.
+
+    Note:
+        :meth:`step` advances one step at a time for streaming (unidirectional, evaluation mode) and
+        gives the full-sequence call's numbers. ``torch.compile`` and ``torch.export`` trace through the
+        kernels (a custom op with a registered backward); ``torch.jit.script`` is not supported.
+
+    Examples::
+
+        >>> gru = fastgru.nn.GRU(10, 20, num_layers=2, batch_first=True)
+        >>> x = torch.randn(3, 5, 10)
+        >>> output, h_n = gru(x)
+        >>> output.shape, h_n.shape
+        (torch.Size([3, 5, 20]), torch.Size([2, 3, 20]))
+        >>> output, h_n = gru(x, lengths=torch.tensor([5, 2, 4]))  # a padded batch
     """
 
     def __init__(
@@ -359,7 +438,45 @@ def _fused_step(gru: GRU, x: Tensor, state: Tensor) -> Tensor | None:
 
 
 class GRUCell(nn.Module):
-    """One GRU step, a drop-in for torch.nn.GRUCell: forward(input (B, I) or (I,), hx=None) -> h'."""
+    r"""One GRU step, a drop-in for :class:`torch.nn.GRUCell` (same parameters, same numbers).
+
+    .. math::
+        \begin{array}{ll}
+            r = \sigma(W_{ir} x + b_{ir} + W_{hr} h + b_{hr}) \\
+            z = \sigma(W_{iz} x + b_{iz} + W_{hz} h + b_{hz}) \\
+            n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn})) \\
+            h' = (1 - z) \odot n + z \odot h
+        \end{array}
+
+    Args:
+        input_size: features of the input, :math:`I`.
+        hidden_size: features of the state, :math:`H`.
+        bias: whether there are ``bias_ih`` and ``bias_hh``. Default: ``True``.
+        device, dtype: where and in which floating type the parameters are created.
+
+    Keyword Args:
+        reset_after: ``False`` gives Cho et al. 2014's candidate
+            :math:`n = \tanh(W_{in} x + b_{in} + W_{hn}(r \odot h) + b_{hn})`. Default: ``True``.
+        init: ``"torch"`` or ``"keras"`` initialisation (see :class:`GRU`). Default: ``"torch"``.
+        backend: ``"auto"``, ``"cpu"``, ``"torch"`` or ``"triton"`` (see :class:`GRU`). Default: ``"auto"``.
+
+    Inputs: input, hx
+        - **input**: (B, I) or (I,).
+        - **hx**: (B, H) or (H,); default zeros.
+
+    Outputs: h'
+        - **h'**: (B, H) or (H,), the next state.
+
+    Attributes:
+        weight_ih (3H, I), weight_hh (3H, H), bias_ih (3H), bias_hh (3H): gates in the order r, z, n.
+
+    Examples::
+
+        >>> cell = fastgru.nn.GRUCell(10, 20)
+        >>> h = torch.zeros(3, 20)
+        >>> for x in torch.randn(6, 3, 10):
+        ...     h = cell(x, h)
+    """
 
     def __init__(
         self,
