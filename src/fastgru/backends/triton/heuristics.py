@@ -68,13 +68,19 @@ def supports_layer_norm(H: int) -> bool:
 
 def smem_estimate(block_b: int, block_h: int, h_pad: int, block_k: int, resident: bool, use_dot: bool,
                   elem_bytes: int, num_stages: int) -> int:
-    """Upper estimate of the shared memory (bytes) a plan's kernels allocate, checked against the compiler's
-    figures over the whole shape grid by `fastgru.backends.triton.aot`.
+    """Upper estimate of the shared memory (bytes) a plan's kernels allocate; the plan is fitted to the device
+    with it. `fastgru.backends.triton.aot` checks it against the compiler over the whole shape grid for sm_80
+    and sm_90 and fails on any kernel that allocates more.
 
-    tl.dot stages both operands in shared memory: up to 3 state tiles (BLOCK_B x K; the backward reads three
-    different sources) and the 3 gates' W_hh tiles (K x BLOCK_H), K = H_PAD when W is resident, else BLOCK_K
-    per pipeline stage of the streamed loop (num_stages buffers). Operands are staged in the weight dtype (fp32
-    operands: 4 bytes). The broadcast product uses no shared memory for its operands.
+    tl.dot stages its operands in shared memory: state tiles (BLOCK_B x K) and the 3 gates' W_hh tiles
+    (K x BLOCK_H), K = H_PAD when W is resident, else BLOCK_K per pipeline stage of the streamed loop
+    (num_stages buffers). Counted here: 3 state tiles and 3 W tiles per stage in the weight dtype, plus
+    SMEM_SCRATCH for layout conversions and reductions. What the compiler allocates is less: the forward
+    stages its one state tile in fp32 (a resident bf16 plan at 64 x 256: 65,536 B for the state and 24,576 B
+    for W, 90,112 B against an estimate of 139,264 B), and the backward's sources are staged in the weight
+    dtype; over the grid the compiled figure is at most 0.85 of the estimate for tl.dot plans. The broadcast
+    product keeps its operands in registers and uses shared memory only for its reductions: up to 16,384 B
+    (= SMEM_SCRATCH, its estimate) compiled.
     """
     if not use_dot:
         return SMEM_SCRATCH

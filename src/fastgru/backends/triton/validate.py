@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]  # the repository (src/fastgru/backends/triton/validate.py)
+BENCHMARK = ROOT / "benchmarks" / "gpu.py"
 NEEDED = ("torch", "triton", "fastgru")
 PRECISIONS = ("fp32", "tf32", "bf16")
 TOLERANCE = {"fp32": 1e-5, "tf32": 5e-3, "bf16": 2e-2}  # relative error vs float64 that always passes
@@ -267,7 +268,7 @@ def device_line() -> str:
 
 
 def _load_benchmark():
-    path = ROOT / "benchmarks" / "gpu.py"
+    path = BENCHMARK
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the validation from a copy of the repository")
     spec = importlib.util.spec_from_file_location("fastgru_bench_gpu", path)
@@ -315,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     problem = output_problem(Path(args.output))
     if problem:  # found now, not after minutes of GPU work
         parser.error(f"--output {args.output}: {problem}")
+    if not args.no_bench and not BENCHMARK.is_file():
+        parser.error(f"{BENCHMARK} not found: run from a copy of the repository, or pass --no-bench")
     rerun = bootstrap(argv, install=not args.no_install)
     if rerun is not None:
         return rerun
