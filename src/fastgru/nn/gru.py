@@ -89,7 +89,8 @@ class GRU(nn.Module):
         dropout: dropout probability on the outputs of every layer but the last, in training mode.
             Default: 0.
         bidirectional: a second direction per layer that reads the sequence backwards. Default: ``False``.
-        device, dtype: where and in which floating type the parameters are created.
+        device: where the parameters are created.
+        dtype: the parameters' floating type.
 
     Keyword Args (fastgru's own; their defaults give torch.nn.GRU's model):
         reset_after: ``True`` (PyTorch, cuDNN, Keras's default) or ``False`` (Cho et al. 2014, Keras's
@@ -128,8 +129,11 @@ class GRU(nn.Module):
         - **h_n**: (num_layers * num_directions, B, H): every layer's final state.
 
     Attributes:
-        weight_ih_l[k], weight_hh_l[k], bias_ih_l[k], bias_hh_l[k] (and ``_reverse``): as torch.nn.GRU,
-        gates stacked in the order r, z, n; a torch.nn.GRU ``state_dict`` loads both ways.
+        weight_ih_l[k]: (3H, I) for k = 0, else (3H, num_directions * H); gates in the order r, z, n.
+        weight_hh_l[k]: (3H, H).
+        bias_ih_l[k]: (3H).
+        bias_hh_l[k]: (3H). The reverse direction's parameters end in ``_reverse``; a torch.nn.GRU
+            ``state_dict`` loads both ways.
 
     Note:
         :meth:`step` advances one step at a time for streaming (unidirectional, evaluation mode) and
@@ -452,7 +456,8 @@ class GRUCell(nn.Module):
         input_size: features of the input, :math:`I`.
         hidden_size: features of the state, :math:`H`.
         bias: whether there are ``bias_ih`` and ``bias_hh``. Default: ``True``.
-        device, dtype: where and in which floating type the parameters are created.
+        device: where the parameters are created.
+        dtype: the parameters' floating type.
 
     Keyword Args:
         reset_after: ``False`` gives Cho et al. 2014's candidate
