@@ -92,11 +92,11 @@ def test_time_limit_stops_cleanly_and_keeps_the_best_validated_weights():
     vocab = char_text.CharVocab.from_text(SONNETS[:20000], unknown=True)
     train, valid = vocab.encode(SONNETS[:16000]), vocab.encode(SONNETS[16000:18000])
     model = tiny_model(len(vocab), hidden=32)
-    settings = CharTrainSettings(seq_len=50, batch_size=8, epochs=10_000, time_limit=1.5, eval_every=5,
+    settings = CharTrainSettings(seq_len=50, batch_size=8, epochs=10_000, time_limit=3.0, eval_every=2,
                                  patience=None)
     run = train_char_lm(model, train, valid, settings)
-    assert run["stop_reason"] == "time limit (1.5 s)" and run["steps"] > 5
-    assert 1.5 <= run["seconds"] < 6  # one step and one validation past the limit at most
+    assert run["stop_reason"] == "time limit (3 s)" and run["steps"] > 2  # a few steps even on a busy machine
+    assert 3.0 <= run["seconds"] < 12  # one step and one validation past the limit at most
     best = min(e["valid_bits_per_char"] for e in run["evaluations"])
     assert run["best"]["valid_bits_per_char"] == best
     bits, count = stream_bits(model, valid, streams=run["valid_streams"])
