@@ -1,7 +1,9 @@
 """Pure-PyTorch backend: the recurrence as a Python loop of torch ops (any device, any dtype).
 
 Always available; the fused backends are tested against it. Same contract as `fastgru.backends`,
-including the cell options (masks, zoneout, activations).
+including the cell options (masks, zoneout, activations). `recurrence_forward` with save=False is
+also differentiable by autograd (the states are stacked, never written in place): fastgru's double
+backward recomputes the recurrence through it.
 """
 
 from __future__ import annotations
@@ -86,13 +88,12 @@ def recurrence_forward(
     T, B, _ = gi.shape
     H = w_hh.shape[1]
     gate, cand = activation(spec.gate_activation, spec), activation(spec.candidate_activation, spec)
-    buf = gi.new_empty(T + 1, B, H)
-    buf[T if reverse else 0] = h0
+    states = [h0]  # in processing order; stacked into buf at the end (autograd-safe, no in-place writes)
     width = saved_width(reset_after, ln_gain is not None, H)
     gates = gi.new_empty(T, B, width) if save else gi.new_empty(0)
     bias = b_hh if b_hh is not None else gi.new_zeros(3 * H)
-    for t, i, o in _slots(T, reverse):
-        h = buf[i]
+    for t, _, _ in _slots(T, reverse):
+        h = states[-1]
         hm = h if rec_mask is None else h * rec_mask
         g = gi[t]
         norm = []  # (xhat, rstd) per normalised block
@@ -123,13 +124,14 @@ def recurrence_forward(
         k = _keep(zone_mask, spec, t, h.dtype)
         new = k * h + (1 - k) * new
         m = _live_mask(lengths, t, h.dtype)
-        buf[o] = new if m is None else torch.lerp(h, new, m)
+        states.append(new if m is None else torch.lerp(h, new, m))
         if save:
             parts = [r, z, n, hn] if reset_after else [r, z, n]
             if norm:
                 rstds = [st[1] for st in norm] + [torch.zeros_like(norm[0][1])] * (2 - len(norm))
                 parts += [st[0] for st in norm] + rstds
             torch.cat(parts, dim=1, out=gates[t])
+    buf = torch.stack(states[::-1] if reverse else states)  # slot 0 = h0 forward, slot T = h0 reverse
     return buf, gates
 
 

@@ -253,18 +253,60 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(gates, xhat, rstd)
     ctx.set_materialize_grads(False)
     if save:
+        # h0, b_ih and b_hh are kept (references, no copies) only for a double backward's recomputation
         ctx.save_for_backward(x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, xhat, rstd, lengths, rec_mask,
-                              zone_mask)
+                              zone_mask, h0, b_ih, b_hh)
         ctx.flags = (reset_after, reverse, b_ih is not None, b_hh is not None, backend, spec)
+
+
+def _differentiable_recurrence(x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, ln_gain_ih, lengths, rec_mask, zone_mask,
+                               reset_after: bool, reverse: bool, spec: str) -> Tensor:
+    """The op's state buffer recomputed with autograd-tracked torch ops (the torch_loop backend's math):
+    what a double backward differentiates."""
+    from fastgru.backends import torch_loop
+
+    cell = _spec_from_key(spec)
+    if w_ih is None:
+        gi = x
+    else:
+        gi = _project(x, w_ih, None if ln_gain_ih is not None else b_ih)
+        if ln_gain_ih is not None:  # row_norm's input norm, out of place
+            gi = torch_loop._ln(gi, ln_gain_ih)[0]
+            gi = gi if b_ih is None else gi + b_ih
+    buf, _ = torch_loop.recurrence_forward(gi, h0, w_hh, b_hh, lengths, reset_after, reverse, False,
+                                           rec_mask=rec_mask, zone_mask=zone_mask, spec=cell, ln_gain=ln_gain)
+    return buf
+
+
+def _differentiable_backward(ctx, dbuf: Tensor) -> tuple:
+    """The backward for create_graph=True: the gradient through a recomputation in torch ops, so that it
+    can itself be differentiated (double backward, gradient penalties). The hand-written BPTT's gradient
+    is the same up to rounding; it is used whenever no graph of the gradient is requested."""
+    (x, w_ih, w_hh, _buf, _gates, ln_gain, ln_gain_ih, _xhat, _rstd, lengths, rec_mask, zone_mask, h0, b_ih,
+     b_hh) = ctx.saved_tensors
+    reset_after, reverse, _, _, _, spec = ctx.flags
+    inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, ln_gain_ih)
+    wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[i]]
+    grads: list[Tensor | None] = [None] * 16
+    if not wanted:
+        return tuple(grads)
+    buf = _differentiable_recurrence(x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, ln_gain_ih, lengths, rec_mask,
+                                     zone_mask, reset_after, reverse, spec)
+    found = torch.autograd.grad(buf, [inputs[i] for i in wanted], dbuf, create_graph=True, allow_unused=True)
+    for i, g in zip(wanted, found):
+        grads[i] = g if g is not None else torch.zeros_like(inputs[i])
+    return tuple(grads)
 
 
 def _backward(ctx, dbuf, dgates, dxhat, drstd):
     if ctx.unsaved:
         raise RuntimeError("fastgru: backward through a recurrence run with save=False (an inference call)")
-    x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, xhat, rstd, lengths, rec_mask, zone_mask = ctx.saved_tensors
+    x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, xhat, rstd, lengths, rec_mask, zone_mask, *_ = ctx.saved_tensors
     reset_after, reverse, has_b_ih, has_b_hh, backend, spec = ctx.flags
     if dbuf is None:
         dbuf = torch.zeros_like(buf)
+    if torch.is_grad_enabled():  # backward(create_graph=True): a gradient that is itself differentiable
+        return _differentiable_backward(ctx, dbuf)
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain, dgain_ih = _recurrence_backward(
         dbuf.contiguous(), x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, xhat, rstd, lengths, rec_mask, zone_mask,
         reset_after, reverse, has_b_ih, has_b_hh, ctx.needs_input_grad[0], backend, spec,
