@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,12 @@ def test_interrupt_of_a_task_without_resume_says_so():
 
     msg = interrupted_message(argparse.Namespace(command="classify", out="runs/c"), ["classify"])
     assert "cannot resume" in msg and "runs/c" in msg
+
+
+def test_help_never_states_a_default_twice(capsys):
+    for name in ("classify", "forecast", "detect", "generate", "bench"):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert text.count("(default: fastgru-out/") <= 1, name
+        assert not re.search(r"\(default[^)]*\) \(default", text), name

@@ -41,6 +41,7 @@ from fastgru.apps.classify_training import NORMALISATIONS, FitSettings, fit_clas
 from fastgru.apps.classify_training import normalise as normalise_series
 from fastgru.apps.classify_training import pad as pad_series
 from fastgru.apps.common import (
+    DefaultsHelpFormatter,
     check_outputs,
     comma_list,
     confusion_matrix,
@@ -272,7 +273,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `fastgru classify`."""
     p = subparsers.add_parser("classify", help="time-series classification (convolutional GRU) vs 1-NN DTW and "
                               "MiniRocket", description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=DefaultsHelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", default="japanese_vowels",
                    help="built-in set (japanese_vowels, gunpoint, basic_motions, arrowhead, italy_power_demand, "

@@ -131,3 +131,11 @@ def macro_f1(cm: np.ndarray) -> float:
     denom = 2 * tp + fp + fn
     present = denom > 0
     return float(np.mean(2 * tp[present] / denom[present])) if present.any() else 0.0
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in --help, except where the help text already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        return text if "(default" in text else super()._get_help_string(action)
