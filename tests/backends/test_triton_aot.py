@@ -112,6 +112,13 @@ def test_over_limit_plan_and_compile_error_are_failures():
     assert aot._smem_bound(plan, aot.Case("sm_80", B=64, H=512, precision="bf16")) <= SM80.smem_per_block
 
 
+def test_cli_refuses_conflicting_sets(capsys):
+    for argv in (["--full", "--quick"], ["--grid", "--full"], ["--jobs", "0"]):
+        with pytest.raises(SystemExit):
+            aot.main(argv)
+        assert "error:" in capsys.readouterr().err
+
+
 def test_cli_exit_status_is_one_on_a_failure(tmp_path, monkeypatch):
     """main() returns 1 when the report has a problem, 0 when not, and writes the table it was asked for."""
     rec = _record(shared=SM80.smem_per_block + 1)
@@ -261,6 +268,12 @@ def test_subset_covers_every_kernel_variant(arch):
     assert set(quick) <= set(cases) | {aot.Case(arch, kind="scan", precision="bf16")}
     assert {aot.plan_of(c).mode for c in quick if c.kind == "gru"} == {"persistent", "step", "gemm"}
     assert {c.options for c in quick} == {"plain", "cell", "ln"}
+    grid, full = aot.grid_cases(arch), aot.full_cases(arch)
+    assert set(cases) <= set(grid) < set(full) and len(full) == len(set(full))
+    own = [c for c in grid if c.mode is None and c.kind == "gru" and c.options in ("plain", "ln") and c.lengths
+           and c.bias and c.save]
+    assert len({(c.B, c.H, c.precision, c.reset_after, c.options) for c in own}) == 5 * 6 * 4 * 2 + 5 * 4 * 4 * 2
+    assert all(c.mode is None for c in grid if c not in set(cases))  # forced modes only in --full
 
 
 def test_table_replaces_its_own_section(tmp_path):

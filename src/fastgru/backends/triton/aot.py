@@ -1,6 +1,6 @@
 """Ahead-of-time compile check of the Triton kernels for real GPUs, on a machine without one.
 
-    python -m fastgru.backends.triton.aot [--full] [--arch sm_80 sm_90] [--jobs 2] [--json out.json]
+    python -m fastgru.backends.triton.aot [--quick | --grid | --full] [--arch sm_80 sm_90] [--jobs 2] [--json out.json]
                                           [--write-table BENCHMARKS.md]
 
 Triton's interpreter (how the tests run the kernels on a CPU) never runs the real compiler, so it cannot
@@ -25,9 +25,10 @@ What is compiled (`cases`):
   reset variants, fp32 with and without TF32, bf16 and fp16, with and without lengths, inference
   (no saved gates) and training, no bias, each cell option (recurrent dropout, zoneout keep-mask and
   eval probability, every activation), the recurrent layer norm, and the MinGRU scan in each dtype;
-- --full: additionally every plan make_plan returns for B in {1, 4, 16, 64, 256} x H in {64, ..., 2048}
-  x the four precisions x both reset variants (with lengths), under every mode the plan allows
-  (persistent when the grid fits, step, gemm), and the layer norm for H <= 512.
+- --grid: additionally the plan make_plan returns at every point B in {1, 4, 16, 64, 256} x H in {64, ...,
+  2048} x the four precisions x both reset variants (with lengths), and the layer norm's for H <= 512;
+- --full: --grid, then every other mode each point allows (forced, as FASTGRU_TRITON_MODE does);
+- --quick: each mode and product path once, a cell-option case, the layer norm and the scan (the tests').
 Compiled artefacts go to Triton's own cache (TRITON_CACHE_DIR, ~/.triton/cache by default), so a second
 run only re-reads them; the ptxas figures are cached beside them.
 
@@ -602,7 +603,12 @@ def quick_cases(arch: str) -> list[Case]:
     return list(dict.fromkeys(cases))
 
 
-def full_cases(arch: str) -> list[Case]:
+def grid_cases(arch: str) -> list[Case]:
+    """The subset, then make_plan's own plan at every point of the grid (the plans users get)."""
+    return full_cases(arch, forced_modes=False)
+
+
+def full_cases(arch: str, forced_modes: bool = True) -> list[Case]:
     """The subset, then make_plan's own plan at every point of the grid (the layer norm for H <= 512), then
     every other mode each point allows (forced, as FASTGRU_TRITON_MODE does); both reset variants each."""
     cases = subset_cases(arch)
@@ -611,7 +617,7 @@ def full_cases(arch: str) -> list[Case]:
         for case, plan in _grid_plans(arch, layer_norm):
             for ra in (True, False):
                 cases.append(replace(case, reset_after=ra))
-            for mode in MODES:
+            for mode in MODES if forced_modes else ():
                 if mode == plan.mode:
                     continue
                 try:
@@ -779,6 +785,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="the whole shape grid (default: the CI subset)")
+    parser.add_argument("--grid", action="store_true",
+                        help="the subset plus make_plan's own plan at every grid point (--full without forced modes)")
     parser.add_argument("--quick", action="store_true",
                         help="a smaller representative set (each mode and product path once; the test suite's)")
     parser.add_argument("--arch", nargs="+", choices=sorted(ARCHS), default=sorted(ARCHS))
@@ -791,14 +799,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.full + args.grid + args.quick > 1:
+        parser.error("--full, --grid and --quick exclude each other")
     from fastgru.backends.triton import kernels as K
 
     if K.INTERPRETED:  # kernels built for the interpreter: compile in a clean process instead
         cmd = [sys.executable, "-m", "fastgru.backends.triton.aot", *argv]
         return subprocess.call(cmd, env=_clean_env())
-    if args.full and args.quick:
-        parser.error("--full and --quick exclude each other")
-    pick = quick_cases if args.quick else full_cases if args.full else subset_cases
+    pick = quick_cases if args.quick else full_cases if args.full else grid_cases if args.grid else subset_cases
     report = run(args.arch, jobs=args.jobs, cases={a: pick(a) for a in args.arch}, progress=args.progress)
     if args.verbose:
         for r in sorted(report.records, key=lambda r: (r.arch, r.kernel, r.plan)):
@@ -811,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
 
         write_text(Path(args.json), json.dumps([asdict(r) for r in report.records], indent=1))
     if args.write_table:
-        flag = " --full" if args.full else " --quick" if args.quick else ""
+        flag = " --full" if args.full else " --grid" if args.grid else " --quick" if args.quick else ""
         command = "python -m fastgru.backends.triton.aot" + flag
         write_table(report, Path(args.write_table), command)
         print(f"wrote section 'gpu-aot' of {args.write_table}")
