@@ -192,3 +192,36 @@ def test_dynamo_translation_registered_whatever_the_import_order():
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "1"
+
+
+class MaskedTagger(Tagger):
+    """Tagger over token ids where 0 is padding (anywhere: left, right, holes), given to the GRU as a mask."""
+
+    def __init__(self, mask_output: str) -> None:
+        super().__init__()
+        self.mask_output = mask_output
+
+    def forward(self, tokens):
+        y, h_n = self.gru(self.embed(tokens), mask=tokens != 0, mask_output=self.mask_output)
+        return self.head(y), h_n
+
+
+@pytest.mark.parametrize(("dynamo", "mask_output"), [(True, "carry"), (False, "carry"), (False, "zero")],
+                         ids=["dynamo-carry", "torchscript-carry", "torchscript-zero"])
+def test_masked_model_exports(tmp_path, dynamo, mask_output):
+    """mask= becomes gathers around GRU nodes with sequence_lens; the graph takes any mask pattern."""
+    model = randomize_(MaskedTagger(mask_output)).eval()
+    traced_with = torch.randint(1, VOCAB, (3, 6)) * (torch.rand(3, 6) < 0.7)
+    path = export(model, (traced_with,), tmp_path / "masked.onnx", dynamo, ["tokens"],
+                  {"tokens": {0: "batch", 1: "time"}})
+    nodes, _ = gru_nodes(path)
+    assert len(nodes) == 4 and all(len(n.input) > 4 and n.input[4] != "" for n in nodes)
+    tokens = torch.randint(1, VOCAB, (5, 9))
+    tokens[1, :4] = 0  # left padding
+    tokens[2, 6:] = 0  # right padding
+    tokens[3, [2, 5]] = 0  # holes
+    tokens[4] = 0  # no real step
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"tokens": tokens.numpy()})
+    with torch.no_grad():
+        want = model(tokens)
+    assert max_err(got[0], want[0]) < TOL and max_err(got[1], want[1]) < TOL

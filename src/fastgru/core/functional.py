@@ -21,11 +21,14 @@ from torch import Tensor
 from fastgru import backends
 from fastgru.backends import PLAIN, CellSpec, layer_norm_offset, row_norm, saved_width
 from fastgru.backends import cpu as cpu_backend
+from fastgru.core import masking
+from fastgru.core.errors import GRUInputError
 from fastgru.core.validation import (
     check_finite,
     check_hidden,
     check_input,
     check_lengths,
+    check_mask,
     check_regularization,
     check_weights,
 )
@@ -503,6 +506,8 @@ def gru(
     zoneout: float = 0.0,
     masks: Sequence[LayerMasks] | None = None,
     layer_norms: Sequence[tuple[Tensor, Tensor]] | None = None,
+    mask: Tensor | None = None,
+    mask_output: str = "zero",
 ) -> tuple[Tensor, Tensor]:
     """A stacked, optionally bidirectional GRU with torch.nn.GRU's semantics and hand-written BPTT.
 
@@ -514,6 +519,8 @@ def gru(
     (one mask per sequence, Keras' `dropout` / `recurrent_dropout`), zoneout (Krueger et al. 2016; in
     eval mode each unit keeps zoneout of its previous value, the expectation). cell: activations.
     layer_norms: (gain_ih, gain_hh) per layer-direction for a LayerNormGRU (see gru_layer).
+    mask: optional (B, T) bool, True = a real step, Keras' semantics (masked steps carry the state;
+    see fastgru.core.masking); mask_output: "zero" or "carry", the output at masked steps.
     Returns (output, h_n) like torch.nn.GRU. Raises fastgru.GRUInputError on bad arguments.
     """
     dirs = 2 if bidirectional else 1
@@ -533,6 +540,14 @@ def gru(
         hx = x.new_zeros(num_layers * dirs, B, hidden_size)
     else:
         check_hidden(hx, (num_layers * dirs, B, hidden_size), input)
+    if mask is not None:
+        if lengths is not None:
+            raise GRUInputError("give lengths or mask, not both (lengths = a mask of leading True steps)")
+        if mask_output not in masking.MASK_OUTPUTS:
+            raise GRUInputError(f"mask_output must be one of {masking.MASK_OUTPUTS}, got {mask_output!r}")
+        check_mask(mask, B, T, input)
+        if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool(mask.all()):
+            mask = None  # nothing masked: the unmasked call, bit for bit (traced graphs keep the general path)
     if lengths is not None:
         lengths = check_lengths(lengths, B, T, enforce_sorted)
     if check_finite_values:
@@ -550,6 +565,19 @@ def gru(
             cell = dataclasses.replace(cell, zoneout=zoneout)
     if masks is not None and len(masks) != num_layers * dirs:
         raise ValueError(f"masks: expected {num_layers * dirs} LayerMasks (layers x directions), got {len(masks)}")
+    if mask is not None:  # real steps to the front, the lengths path, then every output back at its step
+        plan = masking.plan(mask.t())
+        output, h_n = gru(
+            masking.to_front(x, plan), hx, weights, num_layers=num_layers, bidirectional=bidirectional,
+            dropout=dropout, training=training, reset_after=reset_after, lengths=plan.lengths, backend=backend,
+            cell=cell, masks=masks, layer_norms=layer_norms,
+        )
+        output = masking.to_time_steps(output, plan, hidden_size, bidirectional, mask_output)
+        output = output.transpose(0, 1) if batch_first else output
+        h_n = masking.keep_initial_state(h_n, hx, plan)
+        if check_finite_values:
+            check_finite(output, "output (the input was finite: the weights or the recurrence overflowed)")
+        return output, h_n
     if (masks is None and lengths is None and layer_norms is None and cell.plain and not (training and dropout > 0)
             and backend in ("auto", "cpu") and not _needs_grad(x, hx, *(w for group in weights for w in group))):
         stacked = _infer_stack(x, hx, weights, num_layers, bidirectional, reset_after)

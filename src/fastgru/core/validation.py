@@ -92,6 +92,29 @@ def check_lengths(lengths: Tensor | Sequence[int], batch: int, seq_len: int, enf
     return lengths.to(torch.int64)
 
 
+def check_mask(mask: Tensor, batch: int, seq_len: int, input: Tensor) -> None:
+    """mask: a (batch, seq_len) bool tensor on the input's device, whatever the input's layout (as Keras).
+
+    Its values need no check (any pattern is valid, a sequence with no True step included), so these
+    checks are on shape, dtype and device only: static facts that torch.compile and torch.export
+    check while tracing and guard on afterwards.
+    """
+    if not isinstance(mask, Tensor):
+        raise GRUInputError(f"mask must be a torch.Tensor of bools (batch, seq_len), got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise GRUInputError(
+            f"mask must have dtype torch.bool (True = a real step, False = a masked one), got {mask.dtype}; "
+            "convert with mask.bool() or mask != 0"
+        )
+    if tuple(mask.shape) != (batch, seq_len):
+        raise GRUInputError(
+            f"mask must have shape (batch, seq_len) = {(batch, seq_len)} (batch first, whatever batch_first "
+            f"is, as Keras), got {tuple(mask.shape)}"
+        )
+    if mask.device != input.device:
+        raise GRUInputError(f"mask is on device {mask.device} but input is on {input.device}; move one of them")
+
+
 def check_finite(t: Tensor, name: str) -> None:
     """Opt-in check (check_finite=True): refuse NaN/Inf instead of propagating them."""
     if not _compiling() and not bool(torch.isfinite(t).all()):

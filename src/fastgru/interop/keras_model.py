@@ -120,11 +120,11 @@ class ModuleStep(Step):
 class RecurrentStep(Step):
     """keras GRU / Bidirectional(GRU) as a batch-first fastgru GRU, with Keras' mask semantics.
 
-    A mask makes masked steps carry the state. Each sequence's unmasked steps must be one contiguous
-    block (left padding, right padding or both, as keras.utils.pad_sequences makes them): the block is
-    moved to the front, run with `lengths`, and moved back. Outputs at masked steps follow Keras: a
-    GRU repeats its last output (zeros before the first step), a Bidirectional writes zeros. Sequences
-    with no unmasked step give zeros. return_sequences=False returns the final state(s) and drops the mask.
+    The mask goes to the GRU as `mask=` (fastgru.nn.GRU): masked steps carry the state, wherever they
+    are (left padding, right padding, holes). Outputs at masked steps follow Keras: a GRU repeats its
+    last output (zeros before the first real step, mask_output="carry"), a Bidirectional writes zeros
+    (Keras forces zero_output_for_mask there, mask_output="zero"). Sequences with no real step give
+    zeros. return_sequences=False returns the final state(s) and drops the mask.
     """
 
     def __init__(self, gru: nn.Module, return_sequences: bool, bidirectional: bool) -> None:
@@ -135,36 +135,12 @@ class RecurrentStep(Step):
         if mask is None:
             out, h_n = self.gru(x)
         else:
-            out, h_n = self._masked(x, mask.to(device=x.device, dtype=torch.bool))
+            out, h_n = self.gru(x, mask=mask.to(device=x.device, dtype=torch.bool),
+                                mask_output="zero" if self.bidirectional else "carry")
         if self.return_sequences:
             return out, mask
         last = torch.cat((h_n[-2], h_n[-1]), dim=-1) if self.bidirectional else h_n[-1]
         return last, None
-
-    def _masked(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        B, T = mask.shape
-        if x.shape[:2] != (B, T):
-            raise InteropError(f"mask of shape {tuple(mask.shape)} does not match the input's {tuple(x.shape[:2])}")
-        steps = torch.arange(T, device=x.device)
-        lengths = mask.sum(1)
-        start = torch.where(lengths > 0, mask.int().argmax(1), torch.zeros_like(lengths))
-        block = (steps >= start[:, None]) & (steps < (start + lengths)[:, None])
-        if not torch.equal(block, mask):
-            raise InteropError(
-                "a mask with holes (unmasked steps that are not one contiguous block per sequence) is not "
-                "supported; pad on one side or both (keras.utils.pad_sequences)"
-            )
-        empty = lengths == 0
-        to_front = (steps[None, :] + start[:, None]) % T
-        moved = x.gather(1, to_front[:, :, None].expand(-1, -1, x.shape[2]))
-        out, h_n = self.gru(moved, lengths=lengths.clamp(min=1))
-        back = (steps[None, :] - start[:, None]) % T
-        out = out.gather(1, back[:, :, None].expand(-1, -1, out.shape[2]))
-        if not self.bidirectional:  # a plain Keras GRU repeats its last output after the block
-            after = steps[None, :] >= (start + lengths)[:, None]
-            out = torch.where(after[:, :, None], h_n[-1][:, None, :], out)
-        keep = (~empty).to(out.dtype)
-        return out * keep[:, None, None], h_n * keep[None, :, None]
 
 
 class KerasModel(nn.Module):

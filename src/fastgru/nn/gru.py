@@ -114,7 +114,7 @@ class GRU(nn.Module):
         hard_sigmoid: ``(alpha, beta)`` of :math:`\max(0, \min(1, \alpha v + \beta))`. Default:
             ``(0.2, 0.5)`` (Keras 2; Keras 3 uses ``(1/6, 0.5)``).
 
-    Inputs: input, hx, lengths
+    Inputs: input, hx, lengths, mask, mask_output
         - **input**: (T, B, I), or (B, T, I) with ``batch_first``, or (T, I) unbatched, or a
           :class:`~torch.nn.utils.rnn.PackedSequence`.
         - **hx**: initial state (num_layers * num_directions, B, H), or (num_layers * num_directions, H)
@@ -122,6 +122,21 @@ class GRU(nn.Module):
         - **lengths**: int64 (B,), each sequence's number of real steps in a right-padded batch (on any
           device). Outputs past a sequence's length are zero and ``h_n`` is the state at its last real
           step; the padding never enters the computation. Each length must lie in [1, T].
+        - **mask** (keyword): bool (B, T), always batch first whatever ``batch_first`` is (as Keras's
+          masks), or (T,) for unbatched input; ``True`` marks a real step. Keras's semantics: a masked
+          step leaves the state unchanged, so each sequence runs over its real steps alone, in order,
+          wherever they are (left padding as ``keras.utils.pad_sequences`` makes by default, right
+          padding, holes); in a bidirectional layer the backward direction runs over the real steps in
+          reverse, as Keras's ``Bidirectional``. Every layer sees the same mask. ``h_n`` is the state after
+          the last real step (the first, for the backward direction). A sequence with no real step keeps
+          ``hx`` as its ``h_n`` and outputs zeros, as in Keras. An all-True mask gives exactly the
+          unmasked result. Not together with ``lengths`` or a PackedSequence. Runs on the fast
+          ``lengths`` path (real steps gathered to the front, outputs put back).
+        - **mask_output** (keyword): the output at masked steps. ``"zero"`` (default): zeros, as Keras's
+          ``Bidirectional(..., return_sequences=True)`` (and any Keras RNN with
+          ``zero_output_for_mask=True``). ``"carry"``: the last output so far in processing order, zeros
+          before the first real step, as a plain Keras ``GRU(return_sequences=True)``; the backward
+          direction repeats the next real step's output. Outputs at real steps do not depend on it.
 
     Outputs: output, h_n
         - **output**: (T, B, num_directions * H) (or batch-first, or unbatched like the input; a
@@ -148,6 +163,8 @@ class GRU(nn.Module):
         >>> output.shape, h_n.shape
         (torch.Size([3, 5, 20]), torch.Size([2, 3, 20]))
         >>> output, h_n = gru(x, lengths=torch.tensor([5, 2, 4]))  # a padded batch
+        >>> mask = torch.arange(5) >= torch.tensor([[0], [3], [1]])  # left padding: real steps at the end
+        >>> output, h_n = gru(x, mask=mask, mask_output="carry")  # as Keras's GRU(return_sequences=True)
     """
 
     def __init__(
@@ -296,10 +313,13 @@ class GRU(nn.Module):
         lengths: Tensor | None = None,
         *,
         enforce_sorted: bool = False,
+        mask: Tensor | None = None,
+        mask_output: str = "zero",
     ) -> tuple[Tensor | PackedSequence, Tensor]:
         if isinstance(input, PackedSequence):
-            if lengths is not None:
-                raise GRUInputError("lengths must be None for a PackedSequence input (it carries its own lengths)")
+            if lengths is not None or mask is not None:
+                raise GRUInputError("lengths and mask must be None for a PackedSequence input (it carries its "
+                                    "own lengths)")
             return self._forward_packed(input, hx)
         if not isinstance(input, Tensor):
             raise GRUInputError(f"input must be a torch.Tensor or PackedSequence, got {type(input).__name__}")
@@ -312,22 +332,27 @@ class GRU(nn.Module):
                     f"for unbatched 2-D input, hx must be 2-D (num_layers * num_directions, hidden_size), "
                     f"got shape {tuple(hx.shape)}"
                 )
+            if isinstance(mask, Tensor) and mask.dim() != 1:
+                raise GRUInputError(f"for unbatched 2-D input, mask must be 1-D (seq_len,), got shape "
+                                    f"{tuple(mask.shape)}")
             input = input.unsqueeze(1 if not self.batch_first else 0)
             hx = hx.unsqueeze(1) if hx is not None else None
-        output, h_n = self._run(input, hx, lengths, enforce_sorted)
+            mask = mask.unsqueeze(0) if isinstance(mask, Tensor) else mask
+        output, h_n = self._run(input, hx, lengths, enforce_sorted, mask=mask, mask_output=mask_output)
         if unbatched:
             output = output.squeeze(1 if not self.batch_first else 0)
             h_n = h_n.squeeze(1)
         return output, h_n
 
-    def _run(self, input: Tensor, hx: Tensor | None, lengths: Tensor | None, enforce_sorted: bool = False):
+    def _run(self, input: Tensor, hx: Tensor | None, lengths: Tensor | None, enforce_sorted: bool = False, *,
+             mask: Tensor | None = None, mask_output: str = "zero"):
         return functional.gru(
             input, hx, self._groups(),
             num_layers=self.num_layers, bidirectional=self.bidirectional, batch_first=self.batch_first,
             dropout=self.dropout, training=self.training, reset_after=self.reset_after, lengths=lengths,
             enforce_sorted=enforce_sorted, check_finite_values=self.check_finite, backend=self.backend,
             cell=self.cell, input_dropout=self.input_dropout, recurrent_dropout=self.recurrent_dropout,
-            zoneout=self.zoneout, layer_norms=self._layer_norms(),
+            zoneout=self.zoneout, layer_norms=self._layer_norms(), mask=mask, mask_output=mask_output,
         )
 
     def _layer_norms(self) -> list[tuple[Tensor, Tensor]] | None:
