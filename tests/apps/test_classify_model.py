@@ -11,7 +11,14 @@ from scipy.stats import zscore
 
 from fastgru.apps.classify import choose_validation, top_confusions
 from fastgru.apps.classify_model import ConvGRUClassifier, ConvGRUConfig
-from fastgru.apps.classify_training import FitSettings, augment, fit_classifier, normalise, pad
+from fastgru.apps.classify_training import (
+    FitSettings,
+    augment,
+    fit_classifier,
+    normalisation_statistics,
+    normalise,
+    pad,
+)
 from fastgru.apps.common import confusion_matrix
 
 
@@ -132,3 +139,16 @@ def test_pad_keeps_values_and_lengths():
     for i, v in enumerate(xs):
         np.testing.assert_array_equal(x[i, : len(v)].numpy(), v)
         assert (x[i, len(v) :] == 0).all()
+
+
+def test_global_statistics_are_the_training_channels_and_saved_ones_reproduce_the_normalisation():
+    rng = np.random.default_rng()
+    train = [rng.normal(3.0, 2.0, size=(int(rng.integers(5, 30)), 4)) for _ in range(12)]
+    new = [rng.normal(3.0, 2.0, size=(9, 4))]
+    stats = normalisation_statistics(train, "global")
+    steps = np.concatenate(train)
+    np.testing.assert_allclose(stats["mean"], steps.mean(0))
+    np.testing.assert_allclose(stats["std"], steps.std(0))
+    want = (new[0] - np.array(stats["mean"])) / np.array(stats["std"])
+    np.testing.assert_allclose(normalise(new, "global", reference=train)[0], want, rtol=1e-5, atol=1e-6)
+    assert normalisation_statistics(train, "series") is None and normalisation_statistics(train, "none") is None

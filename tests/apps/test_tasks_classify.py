@@ -51,6 +51,10 @@ def test_japanese_vowels_beats_the_majority_baseline(tmp_path):
     assert on_disk.drop(columns="true").to_numpy().tolist() == r["confusion"]
     assert json.loads((tmp_path / "metrics.json").read_text())["confusion"] == r["confusion"]
     assert matplotlib.image.imread(str(tmp_path / "confusion.png")).ndim == 3
+    saved = json.loads((tmp_path / "model" / "classifier.json").read_text())  # what new series need
+    train_steps = np.concatenate(load_sequences("japanese_vowels").train_x)
+    assert saved["normalise"] == "global"
+    np.testing.assert_allclose(saved["normalise_statistics"]["mean"], train_steps.mean(0), rtol=1e-6)
 
 
 @needs_sktime

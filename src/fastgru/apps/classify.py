@@ -3,10 +3,10 @@
 The model (fastgru.apps.classify_model) is a GRU-FCN-style hybrid: a learned strided convolution shortens
 the series so the GRU reads at most ``gru_steps`` steps, a small fully convolutional branch pools shapes
 over the whole series, and both summaries feed a linear head. Training (fastgru.apps.classify_training)
-normalises every series on its own, augments batches by window slicing, follows a cosine schedule and
-picks the epoch by validation accuracy, then refits on all training series; when the training part is
-too small to spare a validation part, it trains on everything for the whole schedule instead (and says
-so). The test part is never seen in training.
+standardises each channel with the training series' statistics, augments batches by window slicing,
+follows a cosine schedule and picks the epoch by validation accuracy, then refits on all training
+series; when the training part is too small to spare a validation part, it trains on everything for the
+whole schedule instead (and says so). The test part is never seen in training.
 
 Where the test part comes from is printed and written to metrics.json (``split``): ``--test-data``, the
 ``NAME_TEST`` file beside a ``NAME_TRAIN`` file, a table's split column, or a stratified random share.
@@ -37,7 +37,13 @@ from matplotlib.figure import Figure
 
 from fastgru.apps.classify_model import BRANCHES, ConvGRUClassifier, ConvGRUConfig
 from fastgru.apps.classify_peers import score_peers
-from fastgru.apps.classify_training import NORMALISATIONS, FitSettings, fit_classifier, predict_logits
+from fastgru.apps.classify_training import (
+    NORMALISATIONS,
+    FitSettings,
+    fit_classifier,
+    normalisation_statistics,
+    predict_logits,
+)
 from fastgru.apps.classify_training import normalise as normalise_series
 from fastgru.apps.classify_training import pad as pad_series
 from fastgru.apps.common import (
@@ -77,7 +83,7 @@ def classify(
     test_fraction: float = 0.3,
     val_fraction: float = 0.2,
     refit: bool = True,
-    normalise: str = "series",
+    normalise: str = "global",
     filters: tuple[int, int] = (64, 128),
     hidden_size: int = 64,
     gru_steps: int = 128,
@@ -178,6 +184,8 @@ def classify(
     atomic.write_json(out / "history.json", fit.history)
     save_model(model, out / "model")
     atomic.write_json(out / "model" / "classifier.json", {"classes": classes, "normalise": normalise,
+                                                          "normalise_statistics": normalisation_statistics(
+                                                              ds.train_x, normalise),
                                                           "config": config.to_dict(), "channels": ds.channels})
     notes = list(ds.split.get("notes", [])) + [n for n in (val_note, peer_note) if n]
     result = {
@@ -302,8 +310,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--dropout", type=float, default=0.0, help="before the linear head")
     m.add_argument("--gru-dropout", type=float, default=0.8, help="on the GRU branch's summary (as in GRU-FCN)")
     t = p.add_argument_group("training")
-    t.add_argument("--normalise", choices=NORMALISATIONS, default="series",
-                   help="series: each series and channel to mean 0 / sd 1 on its own; global: training statistics")
+    t.add_argument("--normalise", choices=NORMALISATIONS, default="global",
+                   help="global: each channel to mean 0 / sd 1 with the training series' statistics (keeps "
+                        "levels that tell classes apart); series: each series and channel on its own (for data "
+                        "whose offsets and scales are nuisance); none")
     t.add_argument("--slice-ratio", type=float, default=0.9,
                    help="window slicing: training batches keep a random window of this share of each series")
     t.add_argument("--jitter", type=float, default=0.0, help="sd of Gaussian noise added to training batches")

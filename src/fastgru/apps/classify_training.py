@@ -49,10 +49,23 @@ def normalise(xs: Sequence[np.ndarray], mode: str, reference: Sequence[np.ndarra
             mu, sd = x.mean(0, keepdims=True), x.std(0, keepdims=True)
             out.append(((x - mu) / np.where(sd > 1e-8, sd, 1.0)).astype(np.float32))
         return out
-    steps = np.concatenate(list(reference if reference is not None else xs))
-    mu, sd = steps.mean(0, keepdims=True), steps.std(0, keepdims=True)
-    sd = np.where(sd > 1e-8, sd, 1.0)
+    mu, sd = _channel_statistics(reference if reference is not None else xs)
     return [((x - mu) / sd).astype(np.float32) for x in xs]
+
+
+def _channel_statistics(series: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    steps = np.concatenate(list(series))
+    mu, sd = steps.mean(0, keepdims=True), steps.std(0, keepdims=True)
+    return mu, np.where(sd > 1e-8, sd, 1.0)
+
+
+def normalisation_statistics(train: Sequence[np.ndarray], mode: str) -> dict[str, list[float]] | None:
+    """What a saved model needs to normalise new series as in training: the per-channel mean and
+    deviation of the training series for mode "global" (None for "series" and "none", which need none)."""
+    if mode != "global":
+        return None
+    mu, sd = _channel_statistics(train)
+    return {"mean": mu[0].astype(float).tolist(), "std": sd[0].astype(float).tolist()}
 
 
 def pad(xs: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
