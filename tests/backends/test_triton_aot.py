@@ -241,6 +241,8 @@ def test_compiler_findings_are_in_the_heuristics():
     # a tl.dot plan holds at most RESIDENT_DOT_ELEMS weights: 3 x 16 x 512 (B=16, H=512, bf16) spilled
     assert not heuristics.make_plan(16, 512, 2, 108, False, capability=80).resident
     assert heuristics.make_plan(16, 256, 2, 108, False, capability=80).resident
+    # the 3 fp32 accumulators count towards the warps (16 x 128 tiles spilled with 4 warps)
+    assert heuristics.make_plan(4, 128, 4, 132, False, tf32=True, capability=90).num_warps == 8
     # the layer norm takes 16 rows per program (64 x 64 spilled 8.7 KB per thread)
     assert heuristics.make_plan(64, 64, 2, 108, False, capability=80, layer_norm=True).block_b == 16
 

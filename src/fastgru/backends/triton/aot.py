@@ -664,6 +664,8 @@ def _work(arch_name: str, cases: list[Case], progress: bool = False) -> tuple[li
     try:
         for i, case in enumerate(cases):
             recs, err = compile_case(case, compiler)
+            if i % 25 == 24:
+                compiler.save()  # an interrupted run keeps its ptxas figures too
             if progress:  # one line per case (a long --full run shows how far it got)
                 print(f"[{time.perf_counter() - start:7.1f} s] {arch_name} case {i + 1}/{len(cases)} {case.label()}: "
                       f"{len(recs)} kernels{', ERROR ' + err if err else ''}"

@@ -213,7 +213,10 @@ def make_plan(
     for name, v in (("block_b", block_b), ("block_h", block_h), ("block_k", block_k)):
         if v < 1 or v & (v - 1):
             raise ValueError(f"{name} must be a power of two, got {v}")
-    big = 3 * block_h * (h_pad if resident else block_k) * elem_bytes + 4 * block_b * h_pad
+    # on-chip bytes per program: the W_hh slice or chunk, the fp32 state tile, and (aot) the 3 gates' fp32
+    # accumulators: without them, 16 x 128 plans streaming 16-wide fp32 chunks got 4 warps and spilled 52-80 B
+    # in the backward (B=4, H=128, sm_90); 8 warps compile them spill-free
+    big = 3 * block_h * (h_pad if resident else block_k) * elem_bytes + 4 * block_b * h_pad + 12 * block_b * block_h
     num_warps = overrides.pop("num_warps", None) or (8 if big > 32 * 1024 else 4)
     fits = n_sm is not None and n_h * n_b <= n_sm
     if interpret:
