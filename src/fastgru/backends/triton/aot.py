@@ -101,17 +101,17 @@ SPILL_EXCEPTIONS: dict[str, SpillAllowance] = {
     "any": SpillAllowance(
         64,
         "up to 16 values per thread (of 255 registers) spilled: ptxas keeps a few values that live across the "
-        "grid barrier in L1-backed local memory; found at small fp32 plans (4 B at B=4, H=64 and B=1, H=1024; "
-        "40-56 B at B=4, H=128). That is at most 16 extra L1 accesses per thread and step beside the step's "
-        "global loads of the state (BLOCK_B x H values), so not worth a smaller tile (whose cost is more "
-        "programs at the barrier). Unmeasured (no GPU).",
+        "grid barrier in L1-backed local memory; over the grid (--grid) 12-32 B at fp32 plans streaming 16-wide "
+        "chunks and 20 B at a bf16 broadcast plan (B=1, H=128). That is at most 16 extra L1 accesses per thread "
+        "and step beside the step's global loads of the state (BLOCK_B x H values), so not worth a smaller tile "
+        "(whose cost is more programs at the barrier). Unmeasured (no GPU).",
     ),
     "ln": SpillAllowance(
         2048,
         "the recurrent layer norm reduces over whole rows, so one program holds all H units of its rows "
         "(BLOCK_H = H, BLOCK_B >= 16 for tl.dot): the three recurrent products, their normalised values, "
         "the input gates and the state of whole rows are live across two row reductions each step. ptxas "
-        "spills 16 B to ~1.4 KB per thread in every layer-norm plan of the grid (H = 64..512) on both "
+        "spills up to 1,856 B per thread in the layer-norm plans of the grid (the most at H = 512) on both "
         "architectures; smaller tiles are not possible (a program must own whole rows, tl.dot needs 16 "
         "rows). The spills go to L1-backed local memory; the alternative at these sizes is the per-step "
         "torch loop. Whether the fused kernel is still the faster one is unmeasured (no GPU).",
