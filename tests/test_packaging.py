@@ -55,6 +55,9 @@ def test_wheel_and_sdist_hold_the_package_and_its_kernel_source(dist):
     wheel = next(dist.glob("fastgru-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "fastgru/backends/csrc/gru_cpu.cpp" in names and "fastgru/nn/gru.py" in names
+    kernel = {p.name for p in (ROOT / "src/fastgru/backends/csrc").iterdir()}  # the kernel: sources, headers
+    assert len(kernel) > 5 and any(k.endswith(".h") for k in kernel)
+    assert {f"fastgru/backends/csrc/{k}" for k in kernel} <= set(names)
     assert any(n.startswith("fastgru/apps/data/files/") and n.endswith(".csv") for n in names)
     assert not any(n.startswith("tests/") or "/tests/" in n for n in names)
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
@@ -66,6 +69,7 @@ def test_wheel_and_sdist_hold_the_package_and_its_kernel_source(dist):
     sdist = next(dist.glob("fastgru-*.tar.gz"))
     members = tarfile.open(sdist).getnames()
     assert any(m.endswith("src/fastgru/backends/csrc/gru_cpu.cpp") for m in members)
+    assert all(any(m.endswith(f"src/fastgru/backends/csrc/{k}") for m in members) for k in kernel)
 
 
 @pytest.mark.slow

@@ -36,3 +36,26 @@ def test_small_buffers_and_too_large_blocks_are_not_mixed():
     assert ext.cached_buffer_bytes() >= 64 << 20
     del other
     cpu.release_workspace()
+
+
+def test_every_source_allocates_from_the_one_cache():
+    """forward.cpp and backward.cpp take their buffers from the cache that the bindings measure and release:
+    the kernel is several sources, and a cache per source would never be released or reused across them."""
+    T, B, H = 64, 16, 256
+    nbytes = T * B * 3 * H * 4  # one (T, B, 3H) float32 buffer: 3 MiB
+    cpu.release_workspace()
+    gi = ext.project(torch.randn(T, B, 8), torch.randn(3 * H, 8), torch.randn(3 * H), False)  # forward.cpp
+    assert ext.cached_buffer_bytes() == 0
+    del gi
+    assert ext.cached_buffer_bytes() >= nbytes
+    cpu.release_workspace()
+    w_hh = torch.randn(3 * H, H) * 0.05
+    buf, gates = cpu.recurrence_forward(torch.randn(T, B, 3 * H), torch.zeros(B, H), w_hh, None, None,
+                                        True, False, True)
+    grads = cpu.recurrence_backward(torch.randn_like(buf), buf, gates, w_hh, None, True, False)  # backward.cpp
+    before = ext.cached_buffer_bytes()
+    del grads  # dgi (T, B, 3H) and dgh_n go back to the cache
+    assert ext.cached_buffer_bytes() >= before + nbytes
+    del buf, gates
+    cpu.release_workspace()
+    assert ext.cached_buffer_bytes() == 0

@@ -1,6 +1,6 @@
 """The CPU kernel's product paths and its one-call inference, against float64 references and torch.nn.GRU.
 
-RecurrentGemm picks its code by size (gru_cpu.cpp): own small GEMMs for batch <= 4 with W_hh <= 3*128*128
+RecurrentGemm picks its code by size (csrc/recurrent_gemm.h): own small GEMMs for batch <= 4 with W_hh <= 3*128*128
 values, MKL's packed format from 8 steps on, a plain BLAS call otherwise; inference without autograd runs
 the whole stack in one C++ call (ext.infer). Each size below selects one of them; every path must give
 torch.nn.GRU's / the float64 reference's numbers, forward and backward.

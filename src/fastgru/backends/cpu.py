@@ -1,15 +1,18 @@
-"""Fused CPU backend: the time loop in C++ (csrc/gru_cpu.cpp), built once on first use.
+"""Fused CPU backend: the time loop in C++ (csrc/: sources and headers), built once on first use.
 
 Why C++ through torch.utils.cpp_extension: per-step work must avoid PyTorch's per-op dispatch
 (5-10 us per op, which is what makes torch.nn.GRU slow on a CPU). The extension calls MKL's sgemm
 directly for the recurrent product and runs one vectorised elementwise pass per step. It is compiled
 with the machine's g++ and ninja into a cache folder the first time it is needed (1-2 minutes on 2
 cores, announced on stderr); if that fails, `fastgru.backends.select` falls back to the pure-torch loop.
+The build folder's name holds a hash of every file in csrc/, so a change to any of them, headers
+included, builds afresh (torch's loader looks at the listed sources only).
 Set FASTGRU_DISABLE_CPU_EXT=1 to skip it, FASTGRU_BUILD_VERBOSE=1 to see the compiler.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
 import time
@@ -26,14 +29,31 @@ from fastgru.backends import ACTIVATIONS, PLAIN, CellSpec
 SUPPORTS_CELL_OPTIONS = True
 SUPPORTS_INPUT_NORM = True  # the kernels normalise the input projections themselves (gi_gain / gi_norm)
 
-_SOURCE = Path(__file__).parent / "csrc" / "gru_cpu.cpp"
+_CSRC = Path(__file__).parent / "csrc"
+# the kernel's sources: gru_cpu.cpp (the bindings), forward.cpp and backward.cpp, compiled side by side
+_SOURCES = sorted(_CSRC.glob("*.cpp"))
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _error: str | None = None
 
 
+def _sources_digest(folder: Path | None = None) -> str:
+    """A short hash of the names and contents of every file under csrc/ (or `folder`).
+
+    torch.utils.cpp_extension.load() decides whether to rebuild from the files in `sources` alone, so a
+    changed header with unchanged sources would load the old build; keyed by this hash, any
+    change gets a build folder of its own.
+    """
+    folder = _CSRC if folder is None else folder
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def _build_dir() -> Path:
-    tag = f"torch{torch.__version__.replace('+', '_')}"
+    tag = f"torch{torch.__version__.replace('+', '_')}-{_sources_digest()}"
     path = config.build_dir() / tag
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -77,7 +97,7 @@ def load() -> ModuleType | None:
 
             _module = load_extension(
                 name="fastgru_cpu",
-                sources=[str(_SOURCE)],
+                sources=[str(path) for path in _SOURCES],
                 build_directory=str(build_dir),
                 extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
