@@ -269,6 +269,7 @@ def train_char_lm(
     except KeyboardInterrupt:
         stop_reason = "interrupted"
     finally:
+        bar.refresh()  # the last figures are drawn even when the run ended before the next timed refresh
         bar.close()
     if not evaluations or evaluations[-1]["step"] != step:
         if step > 0:
