@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import fastgru
+import fastgru.mingru.module
 import fastgru.nn.gru
 
 
-@pytest.mark.parametrize("obj", [fastgru.nn.gru.GRU, fastgru.nn.gru.GRUCell])
+@pytest.mark.parametrize("obj", [fastgru.nn.gru.GRU, fastgru.nn.gru.GRUCell, fastgru.mingru.module.MinGRU])
 def test_docstring_examples_run(obj):
     finder = doctest.DocTestFinder(recurse=False)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

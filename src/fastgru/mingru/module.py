@@ -28,14 +28,55 @@ def _check_mode(mode: object) -> None:
 
 
 class MinGRU(nn.Module):
-    """Stacked MinGRU layers: gates from x_t only, so training runs as a parallel scan over time.
+    r"""Stacked minGRU layers (Feng et al. 2024): the gates read only :math:`x_t`, so training runs as a
+    parallel scan over time instead of a sequential loop.
 
-    Parameters per layer k: weight_l{k} (2 * hidden_size, in_k) with the z rows first then the
-    candidate rows, bias_l{k} (2 * hidden_size,). Initialised like nn.Linear (U(+-1/sqrt(in_k))).
-    mode: "auto" (parallel scan on CUDA, sequential loop on the CPU, where it is faster),
-    "parallel" or "sequential"; all give the same outputs to rounding.
-    forward(input, hx=None, lengths=None) -> (output, h_n (num_layers, B, H)); input (T, B, I),
-    (B, T, I) if batch_first, or (T, I) unbatched.
+    Each layer computes
+
+    .. math::
+        \begin{array}{ll}
+            z_t = \sigma(W_z x_t + b_z) \\
+            \tilde h_t = g(W_h x_t + b_h), \quad g(v) = v + 0.5 \text{ if } v \ge 0 \text{ else } \sigma(v) \\
+            h_t = (1 - z_t) \odot h_{t-1} + z_t \odot \tilde h_t
+        \end{array}
+
+    a linear recurrence in :math:`h`, which the parallel mode solves as a log-space scan.
+
+    Args:
+        input_size: features of each input step, :math:`I`.
+        hidden_size: features of the state, :math:`H`.
+        num_layers: stacked layers. Default: 1.
+        bias: whether the layers have biases. Default: ``True``.
+        batch_first: input and output as (B, T, feature). Default: ``False``.
+        dropout: dropout on the outputs of every layer but the last, in training mode. Default: 0.
+        device: where the parameters are created.
+        dtype: the parameters' floating type.
+
+    Keyword Args:
+        mode: ``"auto"`` (the parallel scan on CUDA, the sequential loop on the CPU, where it is faster),
+            ``"parallel"`` or ``"sequential"``; all give the same outputs to rounding. Default: ``"auto"``.
+
+    Inputs: input, hx, lengths
+        - **input**: (T, B, I), (B, T, I) with ``batch_first``, or (T, I) unbatched.
+        - **hx**: (num_layers, B, H) initial state; default zeros.
+        - **lengths**: int64 (B,) real steps per sequence of a right-padded batch; outputs past a length
+          are zero and ``h_n`` is the state at the last real step.
+
+    Outputs: output, h_n
+        - **output**: (T, B, H) (or batch-first, or unbatched like the input): the last layer's states.
+        - **h_n**: (num_layers, B, H): every layer's final state.
+
+    Attributes:
+        weight_l[k]: (2H, in_k), the z rows first, then the candidate rows; initialised like
+            ``nn.Linear`` (:math:`U(\pm 1/\sqrt{in_k})`).
+        bias_l[k]: (2H).
+
+    Examples::
+
+        >>> rnn = fastgru.nn.MinGRU(8, 16, num_layers=2)
+        >>> output, h_n = rnn(torch.randn(30, 4, 8))
+        >>> output.shape, h_n.shape
+        (torch.Size([30, 4, 16]), torch.Size([2, 4, 16]))
     """
 
     def __init__(
