@@ -173,8 +173,8 @@ def log_scan(la: Tensor, lb: Tensor, h0: Tensor | None = None, chunk: int | None
 
 
 def triton_usable(t: Tensor) -> bool:
-    """Whether the Triton scan can run on `t` (a CUDA tensor, Triton importable). The one place that imports
-    the Triton module, and only for CUDA tensors (importing Triton is slow)."""
+    """Whether the Triton scan can run on `t` (a CUDA tensor, Triton importable). The Triton module is
+    imported only for CUDA tensors (or when asked for by name), since importing Triton is slow."""
     if t.device.type != "cuda":
         return False
     from fastgru.mingru import triton_scan
@@ -190,14 +190,11 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, backend: str = "
     """
     if backend not in ("auto", "triton", "torch"):
         raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
-    if backend != "torch":
+    if backend == "triton" or (backend == "auto" and triton_usable(b)):
         from fastgru.mingru import triton_scan
 
-        if backend == "triton":  # also CPU tensors under TRITON_INTERPRET=1
-            reason = triton_scan.why_unusable(b)
-            if reason is not None:
-                raise RuntimeError(f"backend='triton': {reason}")
-            return triton_scan.scan(a, b, h0)
-        if triton_usable(b):
-            return triton_scan.scan(a, b, h0)
+        reason = triton_scan.why_unusable(b)  # also accepts CPU tensors under TRITON_INTERPRET=1
+        if reason is not None:
+            raise RuntimeError(f"backend='triton': {reason}")
+        return triton_scan.scan(a, b, h0)
     return sequential_scan(a, b, h0)
