@@ -41,7 +41,7 @@ def test_build_folder_changes_with_any_header(tmp_path, monkeypatch):
     assert "T(80)" in text
     header.write_text(text.replace("T(80)", "T(81)"))  # one character of one header
     changed = cpu._build_dir().name
-    assert changed != real and changed.startswith(real.rsplit("-", 1)[0] + "-")
+    assert changed != real and changed.split("-")[::2] == real.split("-")[::2]  # torch and CPU parts kept
     header.write_text(text)
     assert cpu._build_dir().name == real
     (copy / "extra.h").write_text("#pragma once\n")  # a new file counts too
@@ -59,3 +59,20 @@ def test_every_included_header_is_hashed():
     sources = {p.name for p in cpu._SOURCES}
     assert "gru_cpu.cpp" in sources and all(p.parent == cpu._CSRC for p in cpu._SOURCES)
     assert files - included == sources  # every file is a listed source or a header some source uses
+
+
+def test_build_folder_is_per_cpu_kind(tmp_path, monkeypatch):
+    """The kernel is built with -march=native: another kind of CPU must not load this CPU's build."""
+    monkeypatch.setenv("FASTGRU_BUILD_DIR", str(tmp_path / "build"))
+    info = tmp_path / "cpuinfo"
+    block = "processor\t: {n}\nmodel name\t: Example CPU\nflags\t\t: fpu sse2 avx2 {extra}\n\n"
+    monkeypatch.setattr(cpu, "_CPUINFO", info)
+    info.write_text(block.format(n=0, extra="avx512f") + block.format(n=1, extra="avx512f"))
+    with_avx512 = cpu._build_dir().name
+    info.write_text(block.format(n=0, extra="avx512f") + block.format(n=1, extra="other"))
+    assert cpu._build_dir().name == with_avx512  # the first processor's block decides
+    info.write_text(block.format(n=0, extra="") + block.format(n=1, extra=""))
+    without = cpu._build_dir().name
+    assert without != with_avx512 and without.split("-")[:-1] == with_avx512.split("-")[:-1]
+    monkeypatch.setattr(cpu, "_CPUINFO", tmp_path / "missing")
+    assert cpu._build_dir().name.startswith(with_avx512.rsplit("-", 1)[0] + "-cpu")  # no cpuinfo: still builds

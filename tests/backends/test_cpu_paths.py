@@ -103,3 +103,20 @@ def test_bf16_autocast_runs_bf16_products_with_bounded_error():
     assert y16.dtype == torch.float32 and h16.dtype == torch.float32
     err = (y16 - y32).abs().max().item()
     assert 1e-5 < err < 3e-2, err
+
+
+@pytest.mark.parametrize("rows", [(1, 1), (1, 4), (2, 2), (1, 5), (3, 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_input_projection_small_rows_and_blas_equal_float64(rows, dtype, bias):
+    """project(): up to 4 rows the kernel's own dot products (bias as starting sums), above them ATen's GEMM."""
+    T, B = rows
+    I, G = 37, 3 * 24
+    x, w = torch.randn(T, B, I, dtype=dtype), torch.randn(G, I, dtype=dtype)
+    b = torch.randn(G, dtype=dtype) if bias else None
+    expected = x.double() @ w.double().t() + (b.double() if bias else 0)
+    for reuse in (False, True):
+        got = cpu.project(x, w, b, reuse=reuse)
+        assert got.shape == (T, B, G) and got.dtype == dtype
+        torch.testing.assert_close(got.double(), expected, rtol=1e-5 if dtype == torch.float32 else 1e-12,
+                                   atol=1e-5 if dtype == torch.float32 else 1e-12)

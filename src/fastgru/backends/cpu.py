@@ -13,6 +13,7 @@ Set FASTGRU_DISABLE_CPU_EXT=1 to skip it, FASTGRU_BUILD_VERBOSE=1 to see the com
 from __future__ import annotations
 
 import hashlib
+import platform
 import sys
 import threading
 import time
@@ -52,8 +53,37 @@ def _sources_digest(folder: Path | None = None) -> str:
     return digest.hexdigest()[:12]
 
 
+_CPUINFO = Path("/proc/cpuinfo")
+SMALL_ROWS = 4  # kSmallRows in recurrent_gemm.h: up to this many rows the kernel's own small GEMMs serve
+
+
+def _cpu_digest() -> str:
+    """A short hash of this CPU's model and instruction-set flags.
+
+    The kernel is compiled with -march=native, so a build made on one CPU can use instructions another
+    lacks (a cache folder shared between machines, a home directory on a cluster); keyed by this hash,
+    each kind of CPU gets a build of its own instead of a crash with an illegal instruction.
+    """
+    identity = f"{platform.machine()} {platform.processor()}"
+    try:
+        with open(_CPUINFO, encoding="utf-8", errors="replace") as cpuinfo:
+            wanted = {"model name", "flags", "Features", "CPU implementer", "CPU part"}
+            seen: dict[str, str] = {}
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in wanted and key not in seen:
+                    seen[key] = value.strip()
+                if not line.strip() and seen:  # the first processor's block is enough
+                    break
+        identity += " " + " ".join(f"{k}={seen[k]}" for k in sorted(seen))
+    except OSError:  # not Linux: the platform strings above
+        pass
+    return hashlib.sha256(identity.encode()).hexdigest()[:8]
+
+
 def _build_dir() -> Path:
-    tag = f"torch{torch.__version__.replace('+', '_')}-{_sources_digest()}"
+    tag = f"torch{torch.__version__.replace('+', '_')}-{_sources_digest()}-cpu{_cpu_digest()}"
     path = config.build_dir() / tag
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -172,6 +202,8 @@ def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, reuse: bool = False, b
         return load().project(x, w_ih, b_ih, True)
     T, B, I = x.shape
     G = w_ih.shape[0]
+    if T * B <= SMALL_ROWS:  # the kernel's own loops: an ATen GEMM's fixed cost is most of the work here
+        return load().project(x, w_ih, b_ih, False)
     if reuse:
         gi = _gi_workspace(T * B * G, x.dtype).view(T * B, G)
     else:

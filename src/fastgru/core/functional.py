@@ -80,8 +80,7 @@ def _fuses_input_norm(impl) -> bool:
     return getattr(impl, "SUPPORTS_INPUT_NORM", False)
 
 
-@torch.library.custom_op("fastgru::recurrence", mutates_args=())
-def _recurrence(
+def _recurrence_impl(
     x: Tensor,
     h0: Tensor,
     w_ih: Tensor | None,
@@ -132,6 +131,9 @@ def _recurrence(
     return buf, gates, xhat, rstd
 
 
+_recurrence = torch.library.custom_op("fastgru::recurrence", _recurrence_impl, mutates_args=())
+
+
 @_recurrence.register_fake
 def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, ln_gain_ih, lengths, rec_mask, zone_mask, reset_after,
                      reverse, save, backend, spec):
@@ -144,8 +146,7 @@ def _recurrence_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln_gain, ln_gain_ih, lengths
     return x.new_empty(T + 1, B, H), gates, xhat, rstd
 
 
-@torch.library.custom_op("fastgru::recurrence_backward", mutates_args=())
-def _recurrence_backward(
+def _recurrence_backward_impl(
     dbuf: Tensor,
     x: Tensor,
     w_ih: Tensor | None,
@@ -231,6 +232,10 @@ def _recurrence_backward(
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain, dgain_ih
 
 
+_recurrence_backward = torch.library.custom_op("fastgru::recurrence_backward", _recurrence_backward_impl,
+                                               mutates_args=())
+
+
 @_recurrence_backward.register_fake
 def _recurrence_backward_fake(
     dbuf, x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, in_xhat, in_rstd, lengths, rec_mask, zone_mask, reset_after,
@@ -310,7 +315,8 @@ def _backward(ctx, dbuf, dgates, dxhat, drstd):
         dbuf = torch.zeros_like(buf)
     if torch.is_grad_enabled():  # backward(create_graph=True): a gradient that is itself differentiable
         return _differentiable_backward(ctx, dbuf)
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain, dgain_ih = _recurrence_backward(
+    run_backward = _recurrence_backward_impl if getattr(ctx, "eager", False) else _recurrence_backward
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgain, dgain_ih = run_backward(
         dbuf.contiguous(), x, w_ih, w_hh, buf, gates, ln_gain, ln_gain_ih, xhat, rstd, lengths, rec_mask, zone_mask,
         reset_after, reverse, has_b_ih, has_b_hh, ctx.needs_input_grad[0], backend, spec,
     )
@@ -329,6 +335,35 @@ def _backward(ctx, dbuf, dgates, dxhat, drstd):
 
 
 torch.library.register_autograd("fastgru::recurrence", _backward, setup_context=_setup_context)
+
+
+class _EagerRecurrence(torch.autograd.Function):
+    """fastgru::recurrence's forward and backward bodies for plain eager calls, without the custom op.
+
+    The custom op is what torch.compile, torch.export and the ONNX exporters see; in eager mode its
+    dispatch (argument-schema handling for 16 arguments, then the backward op's own dispatch) cost more
+    than the arithmetic of a small call, so eager calls run the same bodies through an autograd Function.
+    """
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _recurrence_impl(*inputs)
+        _setup_context(ctx, inputs, output)
+        ctx.eager = True
+        return output
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _backward(ctx, *grads)
+
+
+def _plain_eager(*tensors: Tensor | None) -> bool:
+    """No compiler, tracer, dispatch mode or functorch transform is watching and the inputs are plain
+    tensors (parameters included): the custom op can be bypassed."""
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._len_torch_dispatch_stack()
+            or torch._C._are_functorch_transforms_active()):
+        return False
+    return all(t is None or type(t) in (Tensor, torch.nn.Parameter) for t in tensors)
 
 
 def _as_bool(mask: Tensor) -> Tensor:
@@ -377,11 +412,11 @@ def gru_layer(
         lengths = lengths.to(device=x.device, dtype=torch.int64)
     save = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, *(layer_norm or ()))
     gain_ih, ln_gain = layer_norm if layer_norm is not None else (None, None)
-    buf, *_ = _recurrence(
-        x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, ln_gain, gain_ih, lengths,
-        None if rec_mask is None else rec_mask.contiguous(), None if zone_mask is None else _as_bool(zone_mask),
-        reset_after, reverse, save, backend, _spec_key(spec),
-    )
+    args = (x.contiguous(), h0.contiguous(), w_ih, w_hh, b_ih, b_hh, ln_gain, gain_ih, lengths,
+            None if rec_mask is None else rec_mask.contiguous(), None if zone_mask is None else _as_bool(zone_mask),
+            reset_after, reverse, save, backend, _spec_key(spec))
+    run = _EagerRecurrence.apply if _plain_eager(*args[:11]) else _recurrence
+    buf, *_ = run(*args)
     y = buf[:T] if reverse else buf[1:]
     h_n = buf[0] if reverse else buf[T]
     if lengths is not None:

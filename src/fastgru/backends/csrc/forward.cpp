@@ -65,6 +65,22 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w_ih, const c10::optio
   const at::Tensor x2 = x.reshape({T * B, I});
   at::Tensor gi = empty_cached({T * B, G}, x.options());
   const bool has_bias = b_ih.has_value() && b_ih->defined();
+  if (!bf16 && T * B <= kSmallRows && x2.is_contiguous() && w_ih.is_contiguous() &&
+      w_ih.scalar_type() == x.scalar_type() && (!has_bias || b_ih->scalar_type() == x.scalar_type())) {
+    // a few rows (streaming, T=1 calls): our own dot products with the bias as the starting sums, since
+    // ATen's addmm costs several microseconds before any arithmetic at this size
+    const at::Tensor bias = has_bias ? b_ih->contiguous() : at::Tensor();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastgru_project_small", [&] {
+      scalar_t* out = gi.data_ptr<scalar_t>();
+      const scalar_t* b = has_bias ? bias.data_ptr<scalar_t>() : nullptr;
+      for (int64_t r = 0; r < T * B; ++r)
+        for (int64_t g = 0; g < G; ++g) out[r * G + g] = b ? b[g] : scalar_t(0);
+      small_gemm_nt<scalar_t>(static_cast<int>(T * B), static_cast<int>(G), static_cast<int>(I),
+                              x2.data_ptr<scalar_t>(), static_cast<int>(I), w_ih.data_ptr<scalar_t>(),
+                              static_cast<int>(I), scalar_t(1), out, static_cast<int>(G));
+    });
+    return gi.view({T, B, G});
+  }
   if (bf16 && x.scalar_type() == at::kFloat) {
     const at::Tensor p = at::mm(x2.to(at::kBFloat16), w_ih.to(at::kBFloat16).t());
     if (has_bias) at::add_out(gi, p, *b_ih);
