@@ -1,9 +1,9 @@
 """The CPU kernel's product paths and its one-call inference, against float64 references and torch.nn.GRU.
 
 RecurrentGemm picks its code by size (csrc/recurrent_gemm.h): own small GEMMs for batch <= 4 with W_hh <= 3*128*128
-values, MKL's packed format from 8 steps on, a plain BLAS call otherwise; inference without autograd runs
-the whole stack in one C++ call (ext.infer). Each size below selects one of them; every path must give
-torch.nn.GRU's / the float64 reference's numbers, forward and backward.
+values (batch <= 2: any W_hh), MKL's packed format from 8 steps on, a plain BLAS call otherwise; inference
+without autograd runs the whole stack in one C++ call (ext.infer). Each size below selects one of them;
+every path must give torch.nn.GRU's / the float64 reference's numbers, forward and backward.
 """
 
 import pytest
@@ -16,8 +16,8 @@ from fastgru.nn import GRU
 pytestmark = pytest.mark.skipif(not cpu.is_available(), reason="the fused CPU kernel could not be built here")
 
 # (T, B, I, H): small path (B <= 4, W_hh small), BLAS path (B > 4, T < 8), packed path (B > 4, T >= 8),
-# small batch with a W_hh too large for the small path (H = 160).
-SIZES = [(1, 1, 5, 16), (9, 3, 7, 32), (3, 6, 5, 24), (12, 6, 4, 20), (5, 2, 6, 160)]
+# small path for 1-2 rows with a large W_hh (B = 2, H = 160), BLAS for 3-4 rows with it (B = 3, H = 160).
+SIZES = [(1, 1, 5, 16), (9, 3, 7, 32), (3, 6, 5, 24), (12, 6, 4, 20), (5, 2, 6, 160), (5, 3, 6, 160)]
 
 
 def _weights(model: GRU):

@@ -22,6 +22,7 @@ namespace {
 enum class GemmKind { kBlas, kSmall, kPacked, kBf16 };
 constexpr int kSmallRows = 4;                // rows (batch) up to which kSmall may serve
 constexpr int64_t kSmallWeights = 3 * 128 * 128;  // W values up to which kSmall serves (192 KiB of fp32)
+constexpr int kSmallRowsAnyWeights = 2;    // ... and for 1-2 rows whatever W's size (W is read once either way)
 constexpr int64_t kPackMinSteps = 8;
 
 // C[M,N] = A[M,K] @ op(W) + beta*C for a fixed W reused over `steps` calls. w16: W in bf16, same layout
@@ -42,7 +43,7 @@ class RecurrentGemm {
         return;
       }
     }
-    if (M <= kSmallRows && static_cast<int64_t>(N) * K <= kSmallWeights) {
+    if (M <= kSmallRows && (static_cast<int64_t>(N) * K <= kSmallWeights || M <= kSmallRowsAnyWeights)) {
       kind_ = GemmKind::kSmall;
       return;
     }
