@@ -95,6 +95,10 @@ def run(name: str, kw: dict, seeds: tuple[int, ...], out: Path) -> list[dict]:
     return runs
 
 
+def _short(base: str) -> str:
+    return FITTED.get(base, base.replace("seasonal naive ", "sn "))
+
+
 def series_rows(name: str, runs: list[dict]) -> list[list]:
     r0 = runs[0]
     model = r0["model"]
@@ -102,19 +106,28 @@ def series_rows(name: str, runs: list[dict]) -> list[list]:
     for j, tgt in enumerate(r0["targets"]):
         gru = [r["metrics"][model]["mae"][j] for r in runs]
         base = {b: r0["metrics"][b]["mae"][j] for b in r0["metrics"] if b.startswith(("naive", "seasonal"))}
+        fitted = {b: r0["metrics"][b]["mae"][j] for b in r0["metrics"] if b in FITTED}
         best = min(base, key=base.get)
+        best_all = min({**base, **fitted}.items(), key=lambda kv: kv[1])
         peer = r0["metrics"].get(r0["peer"] or "", {}).get("mae", [float("nan")] * (j + 1))[j]
         margin = [100 * (1 - g / base[best]) for g in gru]
+        margin_all = [100 * (1 - g / best_all[1]) for g in gru]
         rows.append([name + (f" ({tgt})" if len(r0["targets"]) > 1 else ""), r0["series"], r0["horizon"],
                      ", ".join(map(str, r0["seasons"])) or "-", _ms(gru),
                      "; ".join(f"{b.replace('seasonal naive ', 'sn ')} {v:.4g}" for b, v in base.items()),
+                     "; ".join(f"{FITTED[b]} {v:.4g}" for b, v in fitted.items()) or "-",
                      f"{peer:.4g}", f"{statistics.mean(margin):.1f}%",
-                     "yes" if min(margin) >= 5 else "no", "yes" if max(gru) < peer else "no"])
+                     "yes" if min(margin) >= 5 else "no", "yes" if max(gru) < peer else "no",
+                     f"{statistics.mean(margin_all):.1f}% ({FITTED.get(best_all[0], best_all[0])})",
+                     ", ".join(sorted({_short(b) for r in runs for b in r["base"]})) + f"; {r0.get('ensemble', 1)}"])
     return rows
 
 
-HEAD = ["series", "n series", "horizon", "seasons", "GRU MAE (3 seeds)", "baselines MAE", "MSTL+ETS MAE",
-        "GRU vs best baseline", ">= 5% better, every seed", "below MSTL+ETS, every seed"]
+HEAD = ["series", "n series", "horizon", "seasons", "GRU MAE (3 seeds)", "seasonal naive MAE", "fitted bases MAE",
+        "MSTL+ETS MAE", "GRU vs best seasonal naive", ">= 5% better, every seed", "below MSTL+ETS, every seed",
+        "GRU vs best of all", "base; models"]
+# the other base candidates, fitted on the training part (short names for the table)
+FITTED = {"exponential smoothing": "ses", "damped trend (Holt)": "holt", "linear (ridge)": "ridge"}
 
 
 def panel_text(name: str, runs: list[dict]) -> str:

@@ -8,12 +8,17 @@ Steps:
 3. find the seasonal periods: from the time stamps' spacing (half-hourly: 48 and 336, hourly: 24 and
    168, daily: 7 and 365, monthly: 12, ...), else from the autocorrelation; ``season`` overrides them
    (fastgru.apps.data.seasons);
-4. baselines: naive and one seasonal naive per season; the base of the model is the baseline with the
-   lowest validation MAE (per target column);
+4. baselines: naive, one seasonal naive per season, and two smoothed baselines fitted on each series'
+   training part (simple exponential smoothing, damped trend: fastgru.apps.forecasting.smoothing), and on
+   short data (at most SHORT_WINDOWS training windows) a linear ridge map of the model's inputs
+   (fastgru.apps.forecasting.linear); the base of the model is the candidate with the lowest validation
+   MAE (per target column);
 5. train the seasonal-residual GRU (fastgru.apps.forecasting.model): a GRU encoder over a window reaching back
    the longest season plus the horizon, cut into patches; a multi-step decoder fed the known-future
    covariates, calendar features and every seasonal-naive forecast; a zero-initialised output that adds a
    residual to the base. One global model over all series, each standardised with its own statistics.
+   Short data trains an ensemble of up to MAX_MEMBERS models with different seeds, as many as keep
+   members x training windows <= ENSEMBLE_WINDOWS, and averages them (``ensemble`` overrides the count).
    If the trained model does not beat the base on the validation part, its residual is switched off;
 6. score on the test tail at every ``origin_stride``-th origin (default: every origin, or a stride keeping
    at most 1,000 origins per series) against the baselines and the classical MSTL + ETS peer
@@ -26,13 +31,15 @@ best baseline on the test tail.
 Outputs in `out_dir`: forecast.csv (one row per series, target, scored origin and step: truth, GRU,
 every baseline and the peer; re-scoring it reproduces metrics.json; plus the forecast past the end of the
 data, part "future"), forecast.png (each series' test tail, with a zoom on its last few seasons and the
-baselines drawn), metrics.json, history.json, model/ (weights and forecaster.json: layout, scalers,
-seasons, base choice).
+baselines drawn), metrics.json, history.json (of the first model; members/<i>/history.json for the others
+of an ensemble), model/ (weights and forecaster.json: layout, scalers, seasons, base choice, smoothers'
+parameters; linear.npz: the linear base's map when it is a candidate).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import time
 from collections.abc import Sequence
@@ -52,8 +59,18 @@ from fastgru.apps.data.tabular import DataFileError, check_enough_rows
 from fastgru.apps.data.windows import Split, origins, time_split
 from fastgru.apps.forecasting import classical
 from fastgru.apps.forecasting.baselines import baseline_name, mase_scale, scores, seasonal_naive
-from fastgru.apps.forecasting.features import SeriesArrays, default_layout, feature_sizes, pack, prepare, unscale
-from fastgru.apps.forecasting.model import SeasonalResidualGRU
+from fastgru.apps.forecasting.features import (
+    SeriesArrays,
+    base_forecast,
+    default_layout,
+    feature_sizes,
+    pack,
+    prepare,
+    unscale,
+)
+from fastgru.apps.forecasting.linear import LinearBase, fit_linear
+from fastgru.apps.forecasting.model import ResidualEnsemble, SeasonalResidualGRU
+from fastgru.apps.forecasting.smoothing import KINDS
 from fastgru.apps.plots.heatmap import save_figure
 from fastgru.io import atomic
 from fastgru.train import SequenceData, TrainConfig, Trainer, seed_everything
@@ -63,6 +80,19 @@ OUTPUTS = ("forecast.csv", "forecast.png", "metrics.json", "history.json")
 MAX_TEST_ORIGINS = 1000
 MAX_VAL_ORIGINS = 2048
 DEFAULT_HORIZON = 12
+ENSEMBLE_WINDOWS = 2048  # short data: members x training windows up to this many (see ensemble_size)
+MAX_MEMBERS = 5
+SHORT_WINDOWS = ENSEMBLE_WINDOWS // 2  # at most this many training windows: the linear base is a candidate
+BASELINE_COLUMNS = {"ses": "exp_smoothing", "holt": "damped_trend", "linear": "linear"}  # forecast.csv columns
+
+
+def ensemble_size(train_windows: int) -> int:
+    """Models to average: as many as keep members x training windows <= ENSEMBLE_WINDOWS, 1 to MAX_MEMBERS.
+
+    The cost of training stays at most that of one model on ENSEMBLE_WINDOWS windows (half the default
+    --max-train-windows), so only short data sets get several members; long ones keep one model.
+    """
+    return int(min(MAX_MEMBERS, max(1, ENSEMBLE_WINDOWS // max(1, train_windows))))
 
 
 def _l1_loss(out: torch.Tensor, y: torch.Tensor, lengths: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,6 +156,7 @@ def forecast(
     lr: float = 2e-3,
     max_train_windows: int = 4096,
     peer: bool = True,
+    ensemble: int | None = None,
     seed: int = 0,
     out_dir: str | Path | None = None,
     overwrite: bool = False,
@@ -139,13 +170,16 @@ def forecast(
     value columns that are not known-future); known_future: columns known ahead (fed for the forecast steps
     too); id_column: one series per value (a long table); season: periods in steps, replacing the
     inferred ones; window: past steps read (default: longest season + horizon); horizon: default one day for
-    data spaced below a day, else 12. Returns the metrics dict (also written to metrics.json).
+    data spaced below a day, else 12; ensemble: models averaged (default: :func:`ensemble_size` of the
+    training windows). Returns the metrics dict (also written to metrics.json).
     """
     t_start = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else default_out("forecast")
     outputs = [n for n in OUTPUTS if not (resume and n == "history.json")]
     if cell not in ("gru", "torch_gru", "lstm", "rnn"):
         raise DataFileError(f"cell must be gru, torch_gru, lstm or rnn, got {cell!r}")
+    if ensemble is not None and ensemble < 1:
+        raise DataFileError(f"ensemble must be >= 1, got {ensemble}")
     # -- data: load and check everything before any training ------------------------------------------------
     panel = load_panel(data, columns, targets=targets, known_future=known_future, time_column=time_column,
                        id_column=id_column, nan=nan)
@@ -176,7 +210,7 @@ def forecast(
                                 f"({H}); raise --test-fraction or lower --horizon")
         ftime = _extend_time(sp.time, H)
         cal, _ = calendar_features(ftime, step) if panel.time_is_datetime else (np.zeros((n + H, 0)), [])
-        p = _Prepared(sp.name, sp.values, sp.time, split, prepare(sp.values, cal, split.train_end), ftime)
+        p = _Prepared(sp.name, sp.values, sp.time, split, prepare(sp.values, cal, split.train_end, tc), ftime)
         p.train_o = origins(0, split.train_end, reach, H)
         p.val_o = origins(split.train_end, split.val_end, reach, H)
         test_o = origins(split.val_end, n, reach, H)
@@ -190,37 +224,59 @@ def forecast(
     out = check_outputs(out, outputs, overwrite or resume)
 
     # -- base: the baseline with the lowest validation MAE, per target (pooled over series, standardised) ----
-    candidates = [1, *seasons.periods]
-    base_periods = []
-    for col in tc:
-        err = {m: 0.0 for m in candidates}
-        for p in prepared:
-            z = p.arr.scaled[:, col]
-            truth = z[p.val_o[:, None] + np.arange(H)[None, :]]
-            for m in candidates:
-                err[m] += float(np.abs(seasonal_naive(z, p.val_o, H, m) - truth).sum())
-        base_periods.append(min(candidates, key=lambda m: err[m]))
+    # candidates: naive, each season's seasonal naive, the smoothed baselines, and on short data (at most
+    # SHORT_WINDOWS training windows) the linear (ridge) map of the model's own inputs, fitted on the training
+    # windows (its strength chosen on the validation ones). With more windows the GRU learns that map itself.
+    nb = H * len(tc)
+    linear: LinearBase | None = None
+    base_keys: list[int | str] = [1] * len(tc)  # provisional: the linear map never reads the base columns
 
-    # -- the model ------------------------------------------------------------------------------------------
     def rows(p: _Prepared, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return pack(p.arr, starts, layout, tc, kc, base_periods)
+        return pack(p.arr, starts, layout, tc, kc, base_keys, linear)
 
     train = _stack([rows(p, p.train_o) for p in prepared], max_train_windows)
     val = _stack([rows(p, p.val_o) for p in prepared], MAX_VAL_ORIGINS)
-    seed_everything(seed)
+    n_windows = int(sum(len(p.train_o) for p in prepared))  # before the cap of max_train_windows
+    short = n_windows <= SHORT_WINDOWS
+    candidates: list[int | str] = [1, *seasons.periods, *KINDS, *(["linear"] if short else [])]
+    if short:
+        linear = fit_linear(train.x[:, :-nb].numpy(), train.y.numpy(), val.x[:, :-nb].numpy(), val.y.numpy(),
+                            len(tc))
+    err = np.zeros((len(tc), len(candidates)))
+    for p in prepared:
+        x, _, rel = rows(p, p.val_o)
+        rel = rel.reshape(len(x), H, len(tc))
+        lin = linear.predict(x[:, :-nb]).reshape(len(x), H, len(tc)) if linear is not None else None
+        for j, col in enumerate(tc):
+            z = p.arr.scaled[:, col]
+            truth = z[p.val_o[:, None] + np.arange(H)[None, :]]
+            for i, m in enumerate(candidates):
+                err[j, i] += float(np.abs(lin[:, :, j] - rel[:, :, j]).sum() if m == "linear" else
+                                   np.abs(base_forecast(p.arr, col, p.val_o, H, m) - truth).sum())
+    base_keys = [candidates[int(np.argmin(e))] for e in err]
+
+    # -- the model ------------------------------------------------------------------------------------------
+    train = _stack([rows(p, p.train_o) for p in prepared], max_train_windows)
+    val = _stack([rows(p, p.val_o) for p in prepared], MAX_VAL_ORIGINS)
+    n_members = ensemble if ensemble is not None else ensemble_size(n_windows)
     pf, sf = feature_sizes(len(panel.columns), len(kc), len(cal_names), len(tc), layout)
-    model = SeasonalResidualGRU(layout.n_patches, pf, H, sf, len(tc), hidden_size=hidden_size, num_layers=num_layers,
-                                dropout=dropout, cell=cell)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, out_dir=str(out),
-                      progress=progress)
-    trainer = Trainer(model, cfg, head="regression", loss_fn=_l1_loss)
-    history = trainer.fit(train, val, resume=resume)
+    members, histories = [], []
+    for i in range(n_members):  # member 0 trains with `seed` and writes to `out`, member i to out/members/i
+        member_seed = seed + 1000 * i
+        seed_everything(member_seed)
+        member = SeasonalResidualGRU(layout.n_patches, pf, H, sf, len(tc), hidden_size=hidden_size,
+                                     num_layers=num_layers, dropout=dropout, cell=cell)
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=member_seed,
+                          out_dir=str(out if i == 0 else out / "members" / str(i)), progress=progress)
+        histories.append(Trainer(member, cfg, head="regression", loss_fn=_l1_loss).fit(train, val, resume=resume))
+        members.append(member)
+    model = ResidualEnsemble(members)
+    history = histories[0]
     val_model = float(np.abs(model.predict(val.x).numpy() - val.y.numpy()).mean())
     base_only = float(np.abs(_base_of(model, val.x) - val.y.numpy()).mean())
     residual_on = val_model < base_only
     if not residual_on:  # training did not help on the validation part: fall back to the base exactly
-        torch.nn.init.zeros_(model.out.weight)
-        torch.nn.init.zeros_(model.out.bias)
+        model.zero_residual()
 
     # -- scoring on the held-out tails ----------------------------------------------------------------------
     model_name = f"{cell.upper()} ({'fastgru' if cell == 'gru' else 'torch'})"
@@ -232,7 +288,13 @@ def forecast(
         x, last, _ = rows(p, p.test_o)
         methods = {model_name: unscale(p.arr, model.predict(torch.from_numpy(x)).double().numpy(), last, tc, H)}
         for m in candidates:
-            methods[baseline_name(m)] = seasonal_naive(y, p.test_o, H, m)
+            if m == "linear":
+                methods[baseline_name(m)] = unscale(p.arr, linear.predict(x[:, :-nb]), last, tc, H)
+            elif isinstance(m, str):
+                methods[baseline_name(m)] = np.stack(
+                    [p.arr.scaler.inverse(base_forecast(p.arr, c, p.test_o, H, m), [c]) for c in tc], axis=2)
+            else:
+                methods[baseline_name(m)] = seasonal_naive(y, p.test_o, H, m)
         if use_peer:
             methods[classical.NAME] = np.stack(
                 [classical.mstl_ets_forecasts(y[:, j], p.split.train_end, p.test_o, H, seasons.periods)
@@ -263,11 +325,17 @@ def forecast(
     _plot(prepared, panel, y_cols=tc, model_name=model_name, H=H, seasons=seasons, path=out / "forecast.png",
           frames=frames)
     save_model(model, out / "model")
+    if linear is not None:  # the linear base's map: model/linear.npz (x_mean, y_mean, coef, strengths)
+        buf = io.BytesIO()
+        np.savez(buf, x_mean=linear.x_mean, y_mean=linear.y_mean, coef=linear.coef, strengths=linear.strengths)
+        atomic.write_bytes(out / "model" / "linear.npz", buf.getvalue())
     atomic.write_json(out / "model" / "forecaster.json", {
         "layout": {"patch": layout.patch, "n_patches": layout.n_patches, "horizon": H, "periods": list(layout.periods)},
         "model": model.shape, "columns": panel.columns, "targets": panel.targets, "known_future": panel.known_future,
-        "calendar": cal_names, "base_periods": base_periods, "residual_on": residual_on,
-        "scalers": {p.name: p.arr.scaler.to_dict() for p in prepared}})
+        "calendar": cal_names, "base": base_keys, "residual_on": residual_on,
+        "scalers": {p.name: p.arr.scaler.to_dict() for p in prepared},
+        "smoothers": {p.name: {panel.columns[c]: [vars(sm) for sm in sms] for c, sms in p.arr.smoothers.items()}
+                      for p in prepared}})
     result = {
         "task": "forecast",
         "data": panel.name,
@@ -289,8 +357,9 @@ def forecast(
         "patch": layout.patch,
         "horizon": H,
         "test_origins": int(sum(len(p.test_o) for p in prepared)),
-        "base": [baseline_name(m) for m in base_periods],
+        "base": [baseline_name(m) for m in base_keys],
         "residual_on": residual_on,
+        "ensemble": n_members,
         "model": model_name,
         "metrics": overall,
         "per_series": per_series,
@@ -303,10 +372,11 @@ def forecast(
         "mase_scale": "in-sample MAE of the one-step naive forecast on each series' training part",
         "best_epoch": history["best_epoch"],
         "epochs_run": len(history["epochs"]),
-        "num_parameters": history["num_parameters"],
+        "num_parameters": history["num_parameters"] * n_members,
         "settings": {"cell": cell, "hidden_size": hidden_size, "num_layers": num_layers, "epochs": epochs,
                      "patience": patience, "batch_size": batch_size, "lr": lr, "seed": seed,
-                     "max_train_windows": max_train_windows, "origin_stride": origin_stride},
+                     "max_train_windows": max_train_windows, "origin_stride": origin_stride,
+                     "ensemble": ensemble},
         "seconds": time.perf_counter() - t_start,
         "outputs": {k: str(out / k) for k in OUTPUTS},
     }
@@ -340,7 +410,7 @@ def _stack(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cap: int) -> 
     return SequenceData(torch.from_numpy(x), torch.from_numpy(y))
 
 
-def _base_of(model: SeasonalResidualGRU, x: torch.Tensor) -> np.ndarray:
+def _base_of(model: ResidualEnsemble, x: torch.Tensor) -> np.ndarray:
     _, _, base = model.unpack(x)
     return base.reshape(len(x), -1).numpy()
 
@@ -398,6 +468,9 @@ def _column(method: str) -> str:
         return "mstl_ets"
     if method == "naive":
         return "naive"
+    for kind in BASELINE_COLUMNS:
+        if method == baseline_name(kind):
+            return BASELINE_COLUMNS[kind]
     return "seasonal_naive_" + method.split("m=")[1].rstrip(")")
 
 
@@ -467,6 +540,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-train-windows", type=int, default=4096,
                    help="training windows per epoch, evenly spaced over the history (default 4096)")
     p.add_argument("--no-peer", action="store_true", help="skip the MSTL+ETS peer (statsmodels)")
+    p.add_argument("--ensemble", type=int, help=f"models averaged (default: as many as keep models x training "
+                                                f"windows <= {ENSEMBLE_WINDOWS}, at most {MAX_MEMBERS})")
     add_model_args(p, hidden=64, epochs=40, patience=6, lr=2e-3, batch_size=64)
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.set_defaults(func=run_from_args, task="forecast")
@@ -483,7 +558,8 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, cell=args.cell,
         hidden_size=args.hidden_size, num_layers=args.num_layers, dropout=args.dropout, epochs=args.epochs,
         patience=args.patience, batch_size=args.batch_size, lr=args.lr, max_train_windows=args.max_train_windows,
-        peer=not args.no_peer, seed=args.seed, out_dir=args.out, overwrite=args.force, resume=args.resume,
+        peer=not args.no_peer, ensemble=args.ensemble, seed=args.seed, out_dir=args.out, overwrite=args.force,
+        resume=args.resume,
         progress=args.progress,
     )
     print_result(result)
@@ -510,7 +586,9 @@ def print_result(result: dict[str, Any]) -> None:
           f"{sp['val']}, test {sp['test']}); seasons {seas} (from {result['seasons_from']}"
           f"{', ' + result['time_step'] if result['time_step'] else ''}); window {result['window']} in patches of "
           f"{result['patch']}, horizon {result['horizon']}, {result['test_origins']} test origins; "
-          f"{result['num_parameters']} parameters, best epoch {result['best_epoch']} of {result['epochs_run']}")
+          f"{result['num_parameters']} parameters"
+          f"{' in ' + str(result['ensemble']) + ' averaged models' if result['ensemble'] > 1 else ''}, best epoch "
+          f"{result['best_epoch']} of {result['epochs_run']}")
     if result["known_future"] or result["calendar_features"]:
         print(f"known-future inputs: {', '.join(result['known_future'] + result['calendar_features'])}")
     if result["ignored_columns"]:

@@ -2,7 +2,8 @@
 
 - naive: the last observed value repeated over the horizon;
 - seasonal naive with period m: the value one season before each target step,
-  ``y[t + k - m * (k // m + 1)]`` for step k = 0..H-1 from origin t (the first forecast step).
+  ``y[t + k - m * (k // m + 1)]`` for step k = 0..H-1 from origin t (the first forecast step);
+- the smoothed baselines (exponential smoothing, damped trend) live in fastgru.apps.forecasting.smoothing.
 
 Metrics, per target column, over every scored (origin, step) pair alike: MAE, RMSE and MASE. MASE divides
 the MAE by ONE scale per series and column: the in-sample MAE of the one-step naive forecast on the
@@ -42,5 +43,12 @@ def scores(pred: np.ndarray, truth: np.ndarray, scale: np.ndarray) -> dict[str, 
     return {"mae": mae, "rmse": rmse, "mase": mae / scale}
 
 
-def baseline_name(m: int) -> str:
-    return "naive" if m == 1 else f"seasonal naive (m={m})"
+def baseline_name(key: int | str) -> str:
+    """A row name: a season's length m (1: naive), a smoother's kind ("ses", "holt") or "linear"."""
+    if key == "linear":
+        return "linear (ridge)"
+    if isinstance(key, str):
+        from fastgru.apps.forecasting.smoothing import NAMES
+
+        return NAMES[key]
+    return "naive" if key == 1 else f"seasonal naive (m={key})"

@@ -8,7 +8,9 @@ training (a trend) look familiar. For an origin t (the first forecast step) the 
   the calendar features of each block's last step;
 - decoder, for each step t+k: the known-future columns and calendar features at t+k, and each season's
   seasonal-naive forecast of t+k;
-- base: the chosen baseline's forecast of t..t+H-1.
+- base: the chosen baseline's forecast of t..t+H-1: a season's length m for seasonal naive (1: naive),
+  a smoother's kind ("ses", "holt": fitted on the training part, fastgru.apps.forecasting.smoothing), or
+  "linear" (a ridge map of the row's other features, fastgru.apps.forecasting.linear).
 
 The training targets are the standardised future values relative to the last observed value.
 """
@@ -21,6 +23,10 @@ import numpy as np
 
 from fastgru.apps.data.windows import Scaler
 from fastgru.apps.forecasting.baselines import seasonal_naive
+from fastgru.apps.forecasting.linear import LinearBase
+from fastgru.apps.forecasting.smoothing import KINDS, Smoother, fit_smoothers
+
+BaseKey = int | str  # a season's length (1: naive), a smoother's kind, or "linear"
 
 
 @dataclass(frozen=True)
@@ -47,16 +53,30 @@ def default_layout(periods: tuple[int, ...], horizon: int, max_patches: int = 24
 
 @dataclass
 class SeriesArrays:
-    """One series ready for windowing: standardised values, calendar features, its scaler."""
+    """One series ready for windowing: standardised values, calendar features, its scaler, and per target
+    column the smoothers fitted on its standardised training part."""
 
     scaled: np.ndarray  # (n, F)
     calendar: np.ndarray  # (n, C)
     scaler: Scaler
+    smoothers: dict[int, tuple[Smoother, ...]]
 
 
-def prepare(values: np.ndarray, calendar: np.ndarray, train_end: int) -> SeriesArrays:
+def prepare(values: np.ndarray, calendar: np.ndarray, train_end: int, target_cols: list[int] | None = None
+            ) -> SeriesArrays:
+    """Standardise with the training part's statistics; fit the smoothers of `target_cols` (default: all)."""
     scaler = Scaler.fit(values[:train_end])
-    return SeriesArrays(scaler.transform(values), calendar, scaler)
+    z = scaler.transform(values)
+    cols = range(z.shape[1]) if target_cols is None else target_cols
+    return SeriesArrays(z, calendar, scaler, {c: fit_smoothers(z[:train_end, c]) for c in cols})
+
+
+def base_forecast(arr: SeriesArrays, col: int, starts: np.ndarray, horizon: int, key: BaseKey) -> np.ndarray:
+    """(N, horizon) standardised forecasts of column `col` by the baseline `key` (see the module doc)."""
+    z = arr.scaled[:, col]
+    if isinstance(key, str):
+        return arr.smoothers[col][KINDS.index(key)].forecast(z, starts, horizon)
+    return seasonal_naive(z, starts, horizon, key)
 
 
 def feature_sizes(n_cols: int, n_known: int, n_cal: int, n_targets: int, layout: Layout) -> tuple[int, int]:
@@ -65,10 +85,11 @@ def feature_sizes(n_cols: int, n_known: int, n_cal: int, n_targets: int, layout:
 
 
 def pack(arr: SeriesArrays, starts: np.ndarray, layout: Layout, target_cols: list[int], known_cols: list[int],
-         base_periods: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+         base_keys: list[BaseKey], linear: LinearBase | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows (N, D) float32, last (N, K) standardised last values, targets (N, H*K) float32 or empty).
 
-    base_periods: per target column, the period of its base baseline (1: naive). Targets need
+    base_keys: per target column, its base: a season's length (1: naive), a smoother's kind, or "linear" (the
+    ridge map `linear` of the row's other features, fastgru.apps.forecasting.linear). Targets need
     starts + horizon <= n; origins nearer the end get NaN targets (forecasts past the data).
     """
     starts = np.asarray(starts, dtype=np.int64)
@@ -92,10 +113,14 @@ def pack(arr: SeriesArrays, starts: np.ndarray, layout: Layout, target_cols: lis
     for m in L.periods:
         parts.append(seasonal_naive(zt, starts, H, m) - last[:, None, :])
     dec = np.concatenate(parts, axis=2) if parts else np.zeros((len(starts), H, 0))
-    base = np.stack([seasonal_naive(zt[:, j], starts, H, m) - last[:, j : j + 1]
-                     for j, m in enumerate(base_periods)], axis=2)
-    rows = np.concatenate([enc.reshape(len(starts), -1), dec.reshape(len(starts), -1),
-                           base.reshape(len(starts), -1)], axis=1).astype(np.float32)
+    feats = np.concatenate([enc.reshape(len(starts), -1), dec.reshape(len(starts), -1)], axis=1)
+    if "linear" in base_keys:
+        if linear is None:
+            raise ValueError("a linear base needs the fitted map `linear`")
+        lin = linear.predict(feats).reshape(len(starts), H, K)
+    base = np.stack([lin[:, :, j] if key == "linear" else base_forecast(arr, c, starts, H, key) - last[:, j : j + 1]
+                     for j, (c, key) in enumerate(zip(target_cols, base_keys))], axis=2)
+    rows = np.concatenate([feats, base.reshape(len(starts), -1)], axis=1).astype(np.float32)
     tgt_idx = starts[:, None] + np.arange(H)[None, :]
     inside = tgt_idx < n
     y = np.full((len(starts), H, K), np.nan)

@@ -96,3 +96,40 @@ class SeasonalResidualGRU(nn.Module):
             return self.forward(x)
         finally:
             self.train(was)
+
+
+class ResidualEnsemble(nn.Module):
+    """The mean of several independently trained :class:`SeasonalResidualGRU` members (same inputs).
+
+    All members share the base, so the mean is the base plus the mean of their residuals: averaging
+    cancels part of each member's error that comes from its initialisation and batch order, which
+    matters most on short series, where one small model's validation-chosen stopping point is noisy.
+    """
+
+    def __init__(self, members: list[SeasonalResidualGRU]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.shape = dict(members[0].shape, members=len(members))
+
+    def unpack(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.members[0].unpack(x)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, **_: Any) -> Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(dim=0)
+
+    def zero_residual(self) -> None:
+        """Switch every member's residual off: the ensemble becomes its base exactly."""
+        for m in self.members:
+            nn.init.zeros_(m.out.weight)
+            nn.init.zeros_(m.out.bias)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        was = self.training
+        self.eval()
+        try:
+            return self.forward(x)
+        finally:
+            self.train(was)
