@@ -1,8 +1,10 @@
 """The convolutional GRU classifier and its training recipe: padding invariance, the stride that caps the
 GRU's steps, augmentation, per-series normalisation (against scipy), validation choice, epoch selection by
-validation accuracy and the refit, the top-confusion list."""
+validation accuracy and the refit, the members and test views averaged, the top-confusion list."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +20,9 @@ from fastgru.apps.classify_training import (
     normalisation_statistics,
     normalise,
     pad,
+    predict_logits,
+    predict_proba,
+    slice_views,
 )
 from fastgru.apps.common import confusion_matrix
 
@@ -152,3 +157,56 @@ def test_global_statistics_are_the_training_channels_and_saved_ones_reproduce_th
     want = (new[0] - np.array(stats["mean"])) / np.array(stats["std"])
     np.testing.assert_allclose(normalise(new, "global", reference=train)[0], want, rtol=1e-5, atol=1e-6)
     assert normalisation_statistics(train, "series") is None and normalisation_statistics(train, "none") is None
+
+
+def test_slice_views_span_each_series_from_start_to_end():
+    torch.manual_seed(_seed())
+    lengths = torch.tensor([10, 7, 1])
+    x = torch.zeros(3, 10, 2)
+    for b, L in enumerate(lengths.tolist()):
+        x[b, :L] = torch.randn(L, 2)
+    views = slice_views(x, lengths, 0.7, 4)
+    assert len(views) == 4
+    keep = torch.ceil(lengths * 0.7).long()
+    for j, (xv, lv) in enumerate(views):
+        assert torch.equal(lv, keep)
+        for b, L in enumerate(lengths.tolist()):
+            start = int((L - int(keep[b])) * j / 3)
+            assert torch.equal(xv[b, : keep[b]], x[b, start : start + keep[b]])
+            assert not xv[b, keep[b]:].any()  # padding stays zero
+    assert views[0][0][0, 0].equal(x[0, 0]) and views[-1][0][0, keep[0] - 1].equal(x[0, 9])  # first and last step
+    assert slice_views(x, lengths, 1.0, 5) == [(x, lengths)] and slice_views(x, lengths, 0.5, 1) == [(x, lengths)]
+
+
+def test_predict_proba_averages_members_and_views():
+    torch.manual_seed(_seed())
+    cfg = ConvGRUConfig(input_size=1, num_classes=3, max_length=16, filters=(4, 4), hidden_size=4)
+    members = [ConvGRUClassifier(cfg), ConvGRUClassifier(cfg)]
+    x, lengths = torch.randn(5, 16, 1), torch.tensor([16, 12, 9, 16, 3])
+    x = x * (torch.arange(16)[None, :] < lengths[:, None])[:, :, None]
+    got = predict_proba(members, x, lengths, 0.8, 3)
+    parts = [predict_logits(m, xv, lv).softmax(-1) for m in members for xv, lv in slice_views(x, lengths, 0.8, 3)]
+    torch.testing.assert_close(got, torch.stack(parts).mean(0))
+    torch.testing.assert_close(got.sum(-1), torch.ones(5))
+    single = predict_proba(members[:1], x, lengths)
+    torch.testing.assert_close(single, predict_logits(members[0], x, lengths).softmax(-1))
+
+
+def test_members_are_validated_run_and_refit_or_extra_seeds():
+    torch.manual_seed(_seed())
+    n, T = 24, 16
+    y = torch.arange(n) % 2
+    x = torch.randn(n, T, 1) + y[:, None, None]
+    lengths = torch.full((n,), T)
+    cfg = ConvGRUConfig(input_size=1, num_classes=2, max_length=T, filters=(4, 4), hidden_size=4)
+    s = FitSettings(epochs=3, batch_size=8, seed=_seed(), members=2)
+    fit = fit_classifier(lambda: ConvGRUClassifier(cfg), (x[:16], lengths[:16], y[:16]), (x[16:], lengths[16:], y[16:]),
+                         s, everything=(x, lengths, y))
+    assert fit.history["refit"] and len(fit.members) == 2 and fit.members[0] is fit.model
+    assert fit.history["member_epochs"] == []  # the validated run is the second member: no extra training
+    fit = fit_classifier(lambda: ConvGRUClassifier(cfg), (x, lengths, y), None, replace(s, members=3))
+    assert len(fit.members) == 3 and [len(r) for r in fit.history["member_epochs"]] == [3, 3]
+    a, b, c = (torch.cat([p.flatten() for p in m.parameters()]) for m in fit.members)
+    assert not torch.equal(a, b) and not torch.equal(b, c)  # other seeds, other networks
+    single = fit_classifier(lambda: ConvGRUClassifier(cfg), (x, lengths, y), None, replace(s, members=1))
+    assert len(single.members) == 1

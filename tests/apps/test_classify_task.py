@@ -65,6 +65,11 @@ def test_ucr_text_files_end_to_end_with_peers(tmp_path, capsys):
     assert matplotlib.image.imread(str(tmp_path / "out" / "learning_curve.png")).ndim == 3
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     assert len(history["epochs"]) == 40
+    # no validation part: the second member is a run with another seed, saved beside the first
+    assert r["members"] == 2 and [len(m) for m in history["member_epochs"]] == [40]
+    saved = json.loads((tmp_path / "out" / "model" / "classifier.json").read_text())
+    assert saved["members"] == [".", "member_2"] and saved["test_views"] == 5 and saved["slice_ratio"] == 0.9
+    assert (tmp_path / "out" / "model" / "member_2" / "model.safetensors").exists()
     if classify_peers.missing_reason() is not None:
         pytest.skip("sktime is not installed: the peers' scores cannot be checked (pip install 'fastgru[peers]')")
     assert {"1-NN DTW", "MiniRocket"} <= set(r["metrics"])

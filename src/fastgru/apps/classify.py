@@ -5,8 +5,10 @@ the series so the GRU reads at most ``gru_steps`` steps, a small fully convoluti
 over the whole series, and both summaries feed a linear head. Training (fastgru.apps.classify_training)
 standardises each channel with the training series' statistics, augments batches by window slicing,
 follows a cosine schedule and picks the epoch by validation accuracy, then refits on all training
-series; when the training part is too small to spare a validation part, it trains on everything for the
-whole schedule instead (and says so). The test part is never seen in training.
+series, and predicts with the average of two networks (the validated run and the refit) over five
+windows of each test series; when the training part is too small to spare a validation part, it trains
+on everything for the whole schedule instead (and says so), the second network with another seed. The
+test part is never seen in training.
 
 Where the test part comes from is printed and written to metrics.json (``split``): ``--test-data``, the
 ``NAME_TEST`` file beside a ``NAME_TRAIN`` file, a table's split column, or a stratified random share.
@@ -17,7 +19,8 @@ predicted), with more the largest confusions (the full matrix is in confusion.cs
 (fastgru.apps.classify_peers, sktime) are optional: without them the report says how to install them.
 
 Outputs in `out_dir`: metrics.json, predictions.csv (true, predicted, probability of each class),
-confusion.csv, confusion.png, learning_curve.png, history.json, model/ (weights + config + classes).
+confusion.csv, confusion.png, learning_curve.png, history.json, model/ (weights + config + classes; the
+other members' weights in model/member_2, ...).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from fastgru.apps.classify_training import (
     FitSettings,
     fit_classifier,
     normalisation_statistics,
-    predict_logits,
+    predict_proba,
 )
 from fastgru.apps.classify_training import normalise as normalise_series
 from fastgru.apps.classify_training import pad as pad_series
@@ -92,6 +95,8 @@ def classify(
     gru_dropout: float = 0.8,
     slice_ratio: float = 0.9,
     jitter: float = 0.0,
+    members: int = 2,
+    test_views: int = 5,
     epochs: int = 200,
     batch_size: int = 16,
     lr: float = 3e-3,
@@ -113,6 +118,8 @@ def classify(
         raise ValueError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
     if not 0 < slice_ratio <= 1 or jitter < 0 or epochs < 1 or batch_size < 2:
         raise ValueError("need 0 < --slice-ratio <= 1, --jitter >= 0, --epochs >= 1 and --batch-size >= 2")
+    if members < 1 or test_views < 1:
+        raise ValueError(f"need --members >= 1 and --test-views >= 1, got {members} and {test_views}")
     ds = sequences if sequences is not None else load_sequences(
         data, test_data=test_data, id_column=id_column, label_column=label_column,
         feature_columns=feature_columns, time_column=time_column, split_column=split_column,
@@ -145,11 +152,11 @@ def classify(
                            filters=tuple(filters), hidden_size=hidden_size, gru_steps=gru_steps, dropout=dropout,
                            gru_dropout=gru_dropout, branches=branches)
     settings = FitSettings(epochs=epochs, batch_size=batch_size, lr=lr, slice_ratio=slice_ratio, jitter=jitter,
-                           refit=refit, seed=seed, progress=progress)
+                           refit=refit, members=members, seed=seed, progress=progress)
     fit = fit_classifier(lambda: ConvGRUClassifier(config), train, val, settings,
                          everything=(x_all, l_all, y_all_t))
     model = fit.model
-    probs = predict_logits(model, x_te, l_te).softmax(-1).numpy()
+    probs = predict_proba(fit.members, x_te, l_te, slice_ratio, test_views).numpy()
     pred = probs.argmax(1)
     model_name = "ConvGRU (fastgru)"
     predictions = {model_name: pred}
@@ -183,10 +190,15 @@ def classify(
     plot_learning_curve(fit.history, out / "learning_curve.png", f"{ds.name}: {model_name}")
     atomic.write_json(out / "history.json", fit.history)
     save_model(model, out / "model")
+    for k, member in enumerate(fit.members[1:], start=2):
+        save_model(member, out / "model" / f"member_{k}")
     atomic.write_json(out / "model" / "classifier.json", {"classes": classes, "normalise": normalise,
                                                           "normalise_statistics": normalisation_statistics(
                                                               ds.train_x, normalise),
-                                                          "config": config.to_dict(), "channels": ds.channels})
+                                                          "config": config.to_dict(), "channels": ds.channels,
+                                                          "members": ["."] + [f"member_{k}" for k in
+                                                                              range(2, len(fit.members) + 1)],
+                                                          "slice_ratio": slice_ratio, "test_views": test_views})
     notes = list(ds.split.get("notes", [])) + [n for n in (val_note, peer_note) if n]
     result = {
         "task": "classify", "data": ds.name, "description": ds.description, "classes": classes,
@@ -198,12 +210,15 @@ def classify(
         "metrics": scores, "model": model_name, "confusion": cm.tolist(),
         "top_confusions": top_confusions(cm, classes),
         "best_epoch": fit.history["best_epoch"], "refit": fit.history["refit"],
-        "epochs_run": len(fit.history["epochs"]) + len(fit.history["refit_epochs"]),
+        "epochs_run": len(fit.history["epochs"]) + len(fit.history["refit_epochs"])
+        + sum(len(r) for r in fit.history["member_epochs"]),
+        "members": len(fit.members),
         "num_parameters": model.num_parameters(), "gru_steps_read": math.ceil(int(l_all.max()) / config.stride),
         "settings": {"normalise": normalise, "filters": list(filters), "hidden_size": hidden_size,
                      "gru_steps": gru_steps, "stride": config.stride, "branches": branches, "dropout": dropout,
                      "gru_dropout": gru_dropout,
-                     "slice_ratio": slice_ratio, "jitter": jitter, "epochs": epochs, "batch_size": batch_size,
+                     "slice_ratio": slice_ratio, "jitter": jitter, "members": members, "test_views": test_views,
+                     "epochs": epochs, "batch_size": batch_size,
                      "lr": lr, "val_fraction": val_fraction, "refit": refit, "peers": peers, "seed": seed},
         "seconds": time.perf_counter() - t_start,
         "outputs": {k: str(out / k) for k in OUTPUTS},
@@ -317,6 +332,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--slice-ratio", type=float, default=0.9,
                    help="window slicing: training batches keep a random window of this share of each series")
     t.add_argument("--jitter", type=float, default=0.0, help="sd of Gaussian noise added to training batches")
+    t.add_argument("--members", type=int, default=2,
+                   help="networks whose probabilities are averaged: with validation and refit the validated run "
+                        "and the refit (no extra training), else extra runs with other seeds")
+    t.add_argument("--test-views", type=int, default=5,
+                   help="with window slicing, each test series is also classified from this many windows of "
+                        "--slice-ratio of its length (start to end) and the probabilities averaged")
     t.add_argument("--epochs", type=int, default=200, help="length of the cosine schedule")
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW)")
@@ -348,7 +369,8 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         normalise=args.normalise, filters=_filters(args.filters), hidden_size=args.hidden_size,
         gru_steps=args.gru_steps, branches=args.branches, dropout=args.dropout,
         gru_dropout=args.gru_dropout, slice_ratio=args.slice_ratio,
-        jitter=args.jitter, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, peers=args.peers,
+        jitter=args.jitter, members=args.members, test_views=args.test_views, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, peers=args.peers,
         seed=args.seed, out_dir=args.out, overwrite=args.force, progress=args.progress,
     )
     print_result(result)

@@ -13,6 +13,12 @@ The recipe (defaults chosen by the ablations recorded in RESULTS.md, section "cl
    the lower validation loss); then, with ``refit``, a fresh model is trained on *all* training series with
    the same schedule and stopped at that epoch, so validation does not cost the final model any data.
    Without a validation part the model after the last epoch is kept.
+5. **Members** (``members``): the prediction averages the class probabilities of several networks. With a
+   validation part and a refit, the validated run and the refit are the first two (no extra training);
+   further members are more runs like the last one with seeds ``seed + 1000``, ``seed + 2000``, ...
+6. **Test views** (``test_views``, with window slicing): each series is also classified from ``test_views``
+   windows of ``slice_ratio`` of its length, evenly spaced from its start to its end, which is what the
+   networks saw in training; the probabilities of all views and members are averaged.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -109,16 +115,19 @@ class FitSettings:
     slice_ratio: float = 0.9
     jitter: float = 0.0
     refit: bool = True
+    members: int = 2
     seed: int = 0
     progress: bool = False
 
 
 @dataclass
 class FitResult:
-    """The trained model and how it came about (JSON-able parts in `history`)."""
+    """The trained networks (`model` is the first of `members`) and how they came about (JSON-able parts in
+    `history`)."""
 
     model: nn.Module
     history: dict[str, Any] = field(default_factory=dict)
+    members: list[nn.Module] = field(default_factory=list)
 
 
 def _loader(n: int, batch_size: int, gen: torch.Generator) -> list[Tensor]:
@@ -136,6 +145,40 @@ def predict_logits(model: nn.Module, x: Tensor, lengths: Tensor, batch_size: int
                           for i in range(0, len(x), batch_size)])
     finally:
         model.train(was)
+
+
+def slice_views(x: Tensor, lengths: Tensor, slice_ratio: float, views: int) -> list[tuple[Tensor, Tensor]]:
+    """`views` windows of ``ceil(slice_ratio * L)`` steps of each series, starts evenly spaced from the first
+    step to the last possible one, each moved to the start of its row (padding zero); [(x, lengths)] when
+    ``slice_ratio`` is 1 or ``views`` is 1 or less."""
+    if slice_ratio >= 1.0 or views <= 1:
+        return [(x, lengths)]
+    B, T, C = x.shape
+    new_len = torch.clamp(torch.ceil(lengths.to(torch.float64) * slice_ratio).to(torch.int64), min=1)
+    out = []
+    for j in range(views):
+        start = torch.floor((lengths - new_len).to(torch.float64) * (j / (views - 1))).to(torch.int64)
+        idx = (start[:, None] + torch.arange(T)[None, :]).clamp(max=T - 1)
+        window = torch.gather(x, 1, idx[:, :, None].expand(B, T, C))
+        keep = (torch.arange(T)[None, :] < new_len[:, None]).to(x.dtype)[:, :, None]
+        out.append((window * keep, new_len))
+    return out
+
+
+@torch.no_grad()
+def predict_proba(members: Sequence[nn.Module], x: Tensor, lengths: Tensor, slice_ratio: float = 1.0,
+                  views: int = 1) -> Tensor:
+    """Class probabilities (B, classes): the mean over `members` and over the `views` windows of
+    `slice_views` (the whole series alone when there is no slicing)."""
+    if not members:
+        raise ValueError("predict_proba needs at least one network")
+    windows = slice_views(x, lengths, slice_ratio, views)
+    total = None
+    for model in members:
+        for xv, lv in windows:
+            p = predict_logits(model, xv, lv).softmax(-1)
+            total = p if total is None else total + p
+    return total / (len(members) * len(windows))
 
 
 def _train(make_model: Callable[[], nn.Module], x: Tensor, lengths: Tensor, y: Tensor, s: FitSettings,
@@ -206,7 +249,20 @@ def fit_classifier(
         best_epoch = max(runs, key=lambda r: (r["val_accuracy"], -r["val_loss"]))["epoch"]
     refit_runs: list[dict] = []
     refit = bool(val is not None and settings.refit and everything is not None)
+    members = [model]
     if refit:
+        validated = model
         model, refit_runs = _train(make_model, *everything, settings, best_epoch, None, "refit")
-    return FitResult(model, {"epochs": runs, "refit_epochs": refit_runs, "best_epoch": best_epoch,
-                             "refit": refit, "seconds": time.perf_counter() - t0})
+        members = [model, validated]
+    # more members: runs like the last one (the refit, or the run on the training part) with other seeds
+    data, stop, check = (everything, best_epoch, None) if refit else (train, settings.epochs, val)
+    extra_runs: list[list[dict]] = []
+    while len(members) < settings.members:
+        other = replace(settings, seed=settings.seed + 1000 * (len(members) - (1 if refit else 0)))
+        member, member_runs = _train(make_model, *data, other, stop, check, f"member {len(members) + 1}")
+        members.append(member)
+        extra_runs.append(member_runs)
+    members = members[: max(1, settings.members)]
+    return FitResult(model, {"epochs": runs, "refit_epochs": refit_runs, "member_epochs": extra_runs,
+                             "best_epoch": best_epoch, "refit": refit, "members": len(members),
+                             "seconds": time.perf_counter() - t0}, members)
