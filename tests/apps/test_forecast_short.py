@@ -118,14 +118,22 @@ def test_ensemble_rule_and_mean():
     assert ensemble_size(ENSEMBLE_WINDOWS // 2) == 2
     assert ensemble_size(ENSEMBLE_WINDOWS // 2 + 1) == 1
     assert ensemble_size(100_000) == 1
-    members = [SeasonalResidualGRU(3, 4, 5, 2, 1, hidden_size=8) for _ in range(3)]
+    members = [SeasonalResidualGRU(3, 4, 5, 2, 2, hidden_size=8) for _ in range(3)]
     for m in members:
         torch.nn.init.normal_(m.out.weight)
+        torch.nn.init.normal_(m.out.bias)
     ens = ResidualEnsemble(members)
-    x = torch.randn(7, 3 * 4 + 5 * 2 + 5)
-    np.testing.assert_allclose(ens.predict(x), torch.stack([m.predict(x) for m in members]).mean(0), rtol=1e-6)
+    x = torch.randn(7, 3 * 4 + 5 * 2 + 5 * 2)
+    mean = torch.stack([m.predict(x) for m in members]).mean(0)
+    np.testing.assert_allclose(ens.predict(x), mean, rtol=1e-6)
+    base = x[:, -10:].reshape(7, 5, 2)
+    ens.zero_residual([1])  # target 1 becomes its base exactly, target 0 keeps the residual
+    out = ens.predict(x).reshape(7, 5, 2)
+    np.testing.assert_allclose(out[:, :, 1], base[:, :, 1], rtol=1e-6)
+    np.testing.assert_allclose(out[:, :, 0], mean.reshape(7, 5, 2)[:, :, 0], rtol=1e-6)
+    assert not torch.allclose(out[:, :, 0], base[:, :, 0])
     ens.zero_residual()
-    np.testing.assert_allclose(ens.predict(x), x[:, -5:], rtol=1e-6)  # the base, exactly
+    np.testing.assert_allclose(ens.predict(x), x[:, -10:], rtol=1e-6)
 
 
 def test_short_autoregressive_series_end_to_end(tmp_path):

@@ -19,7 +19,8 @@ Steps:
    residual to the base. One global model over all series, each standardised with its own statistics.
    Short data trains an ensemble of up to MAX_MEMBERS models with different seeds, as many as keep
    members x training windows <= ENSEMBLE_WINDOWS, and averages them (``ensemble`` overrides the count).
-   If the trained model does not beat the base on the validation part, its residual is switched off;
+   For each target the trained model does not beat the base for on the validation part, its residual is
+   switched off;
 6. score on the test tail at every ``origin_stride``-th origin (default: every origin, or a stride keeping
    at most 1,000 origins per series) against the baselines and the classical MSTL + ETS peer
    (fastgru.apps.forecasting.classical, needs statsmodels), per series and overall.
@@ -272,11 +273,12 @@ def forecast(
         members.append(member)
     model = ResidualEnsemble(members)
     history = histories[0]
-    val_model = float(np.abs(model.predict(val.x).numpy() - val.y.numpy()).mean())
-    base_only = float(np.abs(_base_of(model, val.x) - val.y.numpy()).mean())
-    residual_on = val_model < base_only
-    if not residual_on:  # training did not help on the validation part: fall back to the base exactly
-        model.zero_residual()
+    per_target = (len(val.x), H, len(tc))
+    val_model = np.abs(model.predict(val.x).numpy() - val.y.numpy()).reshape(per_target).mean(axis=(0, 1))
+    base_only = np.abs(_base_of(model, val.x) - val.y.numpy()).reshape(per_target).mean(axis=(0, 1))
+    residual_on = [bool(a < b) for a, b in zip(val_model, base_only)]
+    # where training did not help a target on the validation part, that target falls back to its base exactly
+    model.zero_residual([j for j, on in enumerate(residual_on) if not on])
 
     # -- scoring on the held-out tails ----------------------------------------------------------------------
     model_name = f"{cell.upper()} ({'fastgru' if cell == 'gru' else 'torch'})"

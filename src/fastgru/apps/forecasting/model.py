@@ -119,11 +119,14 @@ class ResidualEnsemble(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None, **_: Any) -> Tensor:
         return torch.stack([m(x) for m in self.members]).mean(dim=0)
 
-    def zero_residual(self) -> None:
-        """Switch every member's residual off: the ensemble becomes its base exactly."""
+    @torch.no_grad()
+    def zero_residual(self, targets: list[int] | None = None) -> None:
+        """Switch every member's residual off for the target columns `targets` (default: all): the ensemble's
+        forecast of those targets becomes their base exactly."""
+        rows = list(range(self.shape["targets"])) if targets is None else list(targets)
         for m in self.members:
-            nn.init.zeros_(m.out.weight)
-            nn.init.zeros_(m.out.bias)
+            m.out.weight[rows] = 0.0
+            m.out.bias[rows] = 0.0
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
