@@ -117,6 +117,8 @@ def main() -> None:
     ap.add_argument("--label", default="default")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--out", default="classify_runs.jsonl")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per run (1: runs stay comparable on a shared machine)")
     ap.add_argument("--markdown", action="store_true", help="print the table of what --out holds and stop")
     args = ap.parse_args()
     out = Path(args.out)
@@ -124,6 +126,7 @@ def main() -> None:
         print(markdown(out))
         return
     overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in args.set)}
+    torch.set_num_threads(args.threads)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads "
           f"{torch.get_num_threads()}, python {platform.python_version()}", flush=True)
     run(args.sets.split(","), [int(s) for s in args.seeds.split(",")], overrides, args.label, not args.no_peers, out)
