@@ -150,7 +150,7 @@ def series_rows(name: str, runs: list[dict]) -> list[list]:
                      "; ".join(f"{FITTED[b]} {v:.4g}" for b, v in fitted.items()) or "-",
                      f"{peer:.4g}", f"{statistics.mean(margin):.1f}%",
                      "yes" if min(margin) >= 5 else "no", "yes" if max(gru) < peer else "no",
-                     f"{statistics.mean(margin_all):.1f}% ({FITTED.get(best_all[0], best_all[0])})",
+                     f"{statistics.mean(margin_all):.1f}% ({_short(best_all[0])})",
                      ", ".join(sorted({_short(b) for r in runs for b in r["base"]})) + f"; {r0.get('ensemble', 1)}"])
     return rows
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from fastgru.apps.data.tabular import DataFileError
 from fastgru.apps.forecast import ENSEMBLE_WINDOWS, MAX_MEMBERS, ensemble_size, forecast
 from fastgru.apps.forecasting.features import default_layout, feature_sizes, pack, prepare, unscale
 from fastgru.apps.forecasting.linear import STRENGTHS, fit_linear
@@ -112,7 +113,9 @@ def test_untrained_model_equals_the_linear_base():
 
 
 # -- the ensemble -------------------------------------------------------------------------------------------
-def test_ensemble_rule_and_mean():
+def test_ensemble_rule_and_mean(tmp_path):
+    with pytest.raises(DataFileError, match="ensemble must be >= 1"):
+        forecast("nile", ensemble=0, out_dir=tmp_path / "bad")
     assert ensemble_size(1) == MAX_MEMBERS
     assert ensemble_size(ENSEMBLE_WINDOWS // MAX_MEMBERS) == MAX_MEMBERS
     assert ensemble_size(ENSEMBLE_WINDOWS // 2) == 2
