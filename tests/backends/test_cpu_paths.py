@@ -120,3 +120,24 @@ def test_input_projection_small_rows_and_blas_equal_float64(rows, dtype, bias):
         assert got.shape == (T, B, G) and got.dtype == dtype
         torch.testing.assert_close(got.double(), expected, rtol=1e-5 if dtype == torch.float32 else 1e-12,
                                    atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_bf16_autocast_only_where_it_pays():
+    """Products under 1.5M multiply-adds stay float32 under autocast (bit-exact with a float32 call); larger
+    step products run in bf16 (shown with a zero input, so only the recurrent product can round)."""
+    torch.manual_seed(torch.seed() % 2**31)
+    small = GRU(8, 32)
+    x, h0 = torch.randn(5, 2, 8), torch.randn(1, 2, 32)
+    with torch.no_grad():
+        y32, _ = small(x, h0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y16, _ = small(x, h0)
+    assert torch.equal(y16, y32)
+    big = GRU(16, 128)  # a step's product: 32 x 384 x 128 = 1.57M multiply-adds
+    x, h0 = torch.zeros(6, 32, 16), torch.randn(1, 32, 128)
+    with torch.no_grad():
+        y32, _ = big(x, h0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y16, _ = big(x, h0)
+    err = (y16 - y32).abs().max().item()
+    assert 1e-5 < err < 3e-2, err

@@ -42,7 +42,7 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
   at::Tensor dgain_parts = layer_norm ? at::zeros({max_threads, 3 * H}, buf.options()) : at::empty({0}, buf.options());
   const int64_t in_width = 6 * H + (reset_after ? H : 0);  // input gain's gradient, then the bias sums
   at::Tensor in_parts = input_norm ? at::zeros({max_threads, in_width}, buf.options()) : at::Tensor();
-  const at::Tensor w16 = bf16_weight(w_hh, bf16);
+  const at::Tensor w16 = bf16_weight(w_hh, bf16, B);
   AT_DISPATCH_FLOATING_TYPES(buf.scalar_type(), "fastgru_backward", [&] {
     Cell<scalar_t> c =
         make_cell<scalar_t>(nullptr, lengths, rec_mask, zone_mask, zone_p, hs_alpha, hs_beta, ln_gain,

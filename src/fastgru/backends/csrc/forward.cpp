@@ -37,7 +37,7 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
   const Slots s{T, reverse};
   std::memcpy(static_cast<char*>(buf.data_ptr()) + (reverse ? T : 0) * B * H * buf.element_size(), h0.data_ptr(),
               B * H * buf.element_size());
-  const at::Tensor w16 = bf16_weight(w_hh, bf16);
+  const at::Tensor w16 = bf16_weight(w_hh, bf16, B);
   const bool input_norm = gi_gain.has_value() && gi_gain->defined();
   at::Tensor gi_rstd = input_norm && save ? at::empty({T * B}, gi.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(gi.scalar_type(), "fastgru_forward", [&] {
@@ -65,7 +65,7 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w_ih, const c10::optio
   const at::Tensor x2 = x.reshape({T * B, I});
   at::Tensor gi = empty_cached({T * B, G}, x.options());
   const bool has_bias = b_ih.has_value() && b_ih->defined();
-  if (!bf16 && T * B <= kSmallRows && x2.is_contiguous() && w_ih.is_contiguous() &&
+  if (T * B <= kSmallRows && (!bf16 || T * B * G * I < kBf16MinMacs) && x2.is_contiguous() && w_ih.is_contiguous() &&
       w_ih.scalar_type() == x.scalar_type() && (!has_bias || b_ih->scalar_type() == x.scalar_type())) {
     // a few rows (streaming, T=1 calls): our own dot products with the bias as the starting sums, since
     // ATen's addmm costs several microseconds before any arithmetic at this size
@@ -81,7 +81,7 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w_ih, const c10::optio
     });
     return gi.view({T, B, G});
   }
-  if (bf16 && x.scalar_type() == at::kFloat) {
+  if (bf16 && x.scalar_type() == at::kFloat && T * B * G * I >= kBf16MinMacs) {
     const at::Tensor p = at::mm(x2.to(at::kBFloat16), w_ih.to(at::kBFloat16).t());
     if (has_bias) at::add_out(gi, p, *b_ih);
     else gi.copy_(p);
