@@ -41,7 +41,20 @@ def _rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout:
     return nn.RNN(**kw, nonlinearity="tanh")
 
 
-class SeasonalResidualGRU(nn.Module):
+class _Predicts:
+    """``predict(x)``: the forward pass in eval mode without gradients, the module's mode restored after."""
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        was = self.training
+        self.eval()
+        try:
+            return self.forward(x)
+        finally:
+            self.train(was)
+
+
+class SeasonalResidualGRU(_Predicts, nn.Module):
     """Encoder GRU over patches + per-step MLP decoder + zero-initialised residual head (see module doc).
 
     Args:
@@ -88,17 +101,9 @@ class SeasonalResidualGRU(nn.Module):
         z = torch.cat([h.unsqueeze(1).expand(n, horizon, -1), dec, steps], dim=-1)
         return (base + self.out(self.decoder(z))).reshape(n, -1)
 
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        was = self.training
-        self.eval()
-        try:
-            return self.forward(x)
-        finally:
-            self.train(was)
 
 
-class ResidualEnsemble(nn.Module):
+class ResidualEnsemble(_Predicts, nn.Module):
     """The mean of several independently trained :class:`SeasonalResidualGRU` members (same inputs).
 
     All members share the base, so the mean is the base plus the mean of their residuals: averaging
@@ -128,11 +133,3 @@ class ResidualEnsemble(nn.Module):
             m.out.weight[rows] = 0.0
             m.out.bias[rows] = 0.0
 
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        was = self.training
-        self.eval()
-        try:
-            return self.forward(x)
-        finally:
-            self.train(was)
