@@ -83,6 +83,23 @@ def pad(xs: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
+def window_lengths(lengths: Tensor, slice_ratio: float) -> Tensor:
+    """``ceil(slice_ratio * L)`` steps (at least 1) for each series of length L: a slicing window's length."""
+    return torch.clamp(torch.ceil(lengths.to(torch.float64) * slice_ratio).to(torch.int64), min=1)
+
+
+def _to_front(x: Tensor, start: Tensor) -> Tensor:
+    """Each row of x (B, T, C) read from its own step `start[b]` on, moved to the start of the row."""
+    B, T, C = x.shape
+    idx = (start[:, None] + torch.arange(T)[None, :]).clamp(max=T - 1)
+    return torch.gather(x, 1, idx[:, :, None].expand(B, T, C))
+
+
+def _step_mask(lengths: Tensor, T: int, dtype: torch.dtype) -> Tensor:
+    """(B, T, 1): 1 at each series' first `lengths[b]` steps, 0 after."""
+    return (torch.arange(T)[None, :] < lengths[:, None]).to(dtype)[:, :, None]
+
+
 def augment(x: Tensor, lengths: Tensor, slice_ratio: float, jitter: float,
             gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """Window slicing then jitter of a padded batch; returns the new batch and lengths.
@@ -91,14 +108,12 @@ def augment(x: Tensor, lengths: Tensor, slice_ratio: float, jitter: float,
     moved to the start of the row; ``jitter`` is the standard deviation of the Gaussian noise added to
     the kept steps (0: none). Padding stays zero.
     """
-    B, T, C = x.shape
     if slice_ratio < 1.0:
-        new_len = torch.clamp(torch.ceil(lengths.to(torch.float64) * slice_ratio).to(torch.int64), min=1)
-        start = (torch.rand(B, generator=gen) * (lengths - new_len + 1).to(torch.float64)).floor().to(torch.int64)
-        idx = (start[:, None] + torch.arange(T)[None, :]).clamp(max=T - 1)
-        x = torch.gather(x, 1, idx[:, :, None].expand(B, T, C))
+        new_len = window_lengths(lengths, slice_ratio)
+        start = (torch.rand(x.shape[0], generator=gen) * (lengths - new_len + 1).to(torch.float64)).floor()
+        x = _to_front(x, start.to(torch.int64))
         lengths = new_len
-    mask = (torch.arange(x.shape[1])[None, :] < lengths[:, None]).to(x.dtype)[:, :, None]
+    mask = _step_mask(lengths, x.shape[1], x.dtype)
     if jitter > 0:
         x = x + jitter * torch.randn(x.shape, generator=gen) * mask
     return x * mask, lengths
@@ -153,15 +168,12 @@ def slice_views(x: Tensor, lengths: Tensor, slice_ratio: float, views: int) -> l
     ``slice_ratio`` is 1 or ``views`` is 1 or less."""
     if slice_ratio >= 1.0 or views <= 1:
         return [(x, lengths)]
-    B, T, C = x.shape
-    new_len = torch.clamp(torch.ceil(lengths.to(torch.float64) * slice_ratio).to(torch.int64), min=1)
+    new_len = window_lengths(lengths, slice_ratio)
+    keep = _step_mask(new_len, x.shape[1], x.dtype)
     out = []
     for j in range(views):
         start = torch.floor((lengths - new_len).to(torch.float64) * (j / (views - 1))).to(torch.int64)
-        idx = (start[:, None] + torch.arange(T)[None, :]).clamp(max=T - 1)
-        window = torch.gather(x, 1, idx[:, :, None].expand(B, T, C))
-        keep = (torch.arange(T)[None, :] < new_len[:, None]).to(x.dtype)[:, :, None]
-        out.append((window * keep, new_len))
+        out.append((_to_front(x, start) * keep, new_len))
     return out
 
 
