@@ -273,3 +273,29 @@ def recurrence_backward(
         dbuf.contiguous(), buf, gates, w_hh.contiguous(), _contig(lengths), reset_after, reverse,
         *_options(rec_mask, zone_mask, spec), _contig(ln_gain), _contig(xhat), _contig(rstd), _contig(gain), bf16,
     ))
+
+
+def recurrence_grads(
+    dbuf: Tensor,
+    x: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    buf: Tensor,
+    gates: Tensor,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+    has_bias_ih: bool,
+    has_bias_hh: bool,
+    need_dx: bool,
+) -> tuple[Tensor, ...]:
+    """The whole gradient of a plain layer-direction (no layer norm, masks, zoneout or other activations) in
+    one kernel call: BPTT, then the input and weight gradients and the bias sums.
+
+    Returns (dx, dh0, dW_ih, dW_hh, db_ih, db_hh), empty tensors for dx unless need_dx and for absent biases.
+    """
+    return tuple(load().backward_grads(
+        dbuf.contiguous(), x.contiguous(), w_ih.contiguous(), w_hh.contiguous(), buf, gates, _contig(lengths),
+        reset_after, reverse, has_bias_ih, has_bias_hh, need_dx,
+    ))
+

@@ -173,6 +173,11 @@ def _recurrence_backward_impl(
     Returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, d ln_gain, d ln_gain_ih); empty tensors for absent ones.
     """
     impl, options = _backend_and_options(x, backend, spec, rec_mask, zone_mask, ln_gain)
+    if impl is cpu_backend and not options and ln_gain_ih is None and w_ih is not None:
+        # a plain cell on the fused CPU kernel: everything below in one call
+        grads = cpu_backend.recurrence_grads(dbuf, x, w_ih, w_hh, buf, gates, lengths, reset_after, reverse,
+                                             has_bias_ih, has_bias_hh, need_dx)
+        return (*grads, _empty(x), _empty(x))
     T, B, I = x.shape
     H = w_hh.shape[1]
     # The backend takes the gradient through the input norm in its loop when it has the recurrent norm's

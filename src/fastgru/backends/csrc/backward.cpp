@@ -61,6 +61,84 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
           input_norm ? in_sums.narrow(0, 3 * H, in_width - 3 * H).clone() : at::Tensor()};
 }
 
+namespace {
+
+// out[n, i] (row stride ldo) = sum over r < rows of A[r, n] * X[r, i]: a weight gradient over a few rows (T * B
+// small) as rank-1 updates, vectorised over i; a BLAS call's fixed cost would be most of the work there.
+template <typename T>
+void outer_sum(int64_t rows, int64_t N, int64_t I, const T* A, int64_t lda, const T* X, int64_t ldx, T* out,
+               int64_t ldo) {
+  constexpr int64_t kChunk = 64 / sizeof(T);  // one vector register of accumulators per chunk of i
+  for (int64_t n = 0; n < N; ++n) {
+    T* o = out + n * ldo;
+    int64_t i0 = 0;
+    for (; i0 + kChunk <= I; i0 += kChunk) {
+      T acc[kChunk] = {};
+      for (int64_t r = 0; r < rows; ++r) {
+        const T a = A[r * lda + n];
+        const T* xr = X + r * ldx + i0;
+#pragma omp simd
+        for (int64_t i = 0; i < kChunk; ++i) acc[i] += a * xr[i];
+      }
+      std::copy(acc, acc + kChunk, o + i0);
+    }
+    for (int64_t i = i0; i < I; ++i) {
+      T acc = 0;
+      for (int64_t r = 0; r < rows; ++r) acc += A[r * lda + n] * X[r * ldx + i];
+      o[i] = acc;
+    }
+  }
+}
+
+constexpr int64_t kOuterRows = 16;  // T * B up to which the weight gradients use outer_sum
+
+// out (N, I) = A^T @ X for A (rows, N) and X (rows, I), both possibly column slices (row strides given).
+void grad_product(const at::Tensor& A, const at::Tensor& X, at::Tensor out) {
+  const int64_t rows = A.size(0);
+  if (rows > kOuterRows) {
+    at::mm_out(out, A.t(), X);
+    return;
+  }
+  AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "fastgru_grad_product", [&] {
+    outer_sum<scalar_t>(rows, A.size(1), X.size(1), A.data_ptr<scalar_t>(), A.stride(0), X.data_ptr<scalar_t>(),
+                        X.stride(0), out.data_ptr<scalar_t>(), out.stride(0));
+  });
+}
+
+}  // namespace
+
+// The whole gradient of a plain layer-direction (no layer norm, masks or zoneout; lengths allowed) in one call:
+// BPTT, then dx = dG @ W_ih, dW_ih = dG^T x, dW_hh = [dG_rz, dGh_n]^T [h_{t-1}, h_{t-1} or r * h_{t-1}] and the
+// bias sums. The same arithmetic as the Python code around `backward` (fastgru.core.functional), without a
+// dozen ATen calls from Python, which were most of a small training step's backward.
+// Returns {dx (empty unless need_dx), dh0, dW_ih, dW_hh, db_ih, db_hh} (empty for absent biases).
+std::vector<at::Tensor> backward_grads(const at::Tensor& dbuf, const at::Tensor& x, const at::Tensor& w_ih,
+                                       const at::Tensor& w_hh, const at::Tensor& buf, const at::Tensor& gates,
+                                       const c10::optional<at::Tensor>& lengths, bool reset_after, bool reverse,
+                                       bool has_b_ih, bool has_b_hh, bool need_dx) {
+  check_inputs(x, "x");
+  check_inputs(w_ih, "w_ih");
+  const int64_t T = buf.size(0) - 1, B = buf.size(1), H = buf.size(2), I = x.size(2), TB = T * B;
+  const auto none = c10::optional<at::Tensor>();
+  std::vector<at::Tensor> bptt = backward(dbuf, buf, gates, w_hh, lengths, reset_after, reverse, none, none, 0.0,
+                                          kSigmoid, kTanh, 0.2, 0.5, none, none, none, none, false);
+  const at::Tensor dg = bptt[0].view({TB, 3 * H});
+  const at::Tensor empty = at::empty({0}, x.options());
+  at::Tensor dx = need_dx ? at::mm(dg, w_ih).view({T, B, I}) : empty;
+  at::Tensor dw_ih = at::empty({3 * H, I}, x.options());
+  grad_product(dg, x.view({TB, I}), dw_ih);
+  const at::Tensor h_prev = buf.narrow(0, reverse ? 1 : 0, T).view({TB, H});
+  const at::Tensor dg_rz = dg.narrow(1, 0, 2 * H);
+  const at::Tensor dn = reset_after ? bptt[1].view({TB, H}) : dg.narrow(1, 2 * H, H);
+  at::Tensor dw_hh = at::empty({3 * H, H}, x.options());
+  grad_product(dg_rz, h_prev, dw_hh.narrow(0, 0, 2 * H));
+  grad_product(dn, reset_after ? h_prev : gates.view({TB, -1}).narrow(1, 0, H) * h_prev, dw_hh.narrow(0, 2 * H, H));
+  at::Tensor db_ih = has_b_ih ? dg.sum(0) : empty;
+  at::Tensor db_hh = empty;  // Cho's form: the n rows' gradient is the input side's, so db_hh equals db_ih
+  if (has_b_hh) db_hh = reset_after ? at::cat({dg_rz.sum(0), dn.sum(0)}) : has_b_ih ? db_ih.clone() : dg.sum(0);
+  return {dx, bptt[2], dw_ih, dw_hh, db_ih, db_hh};
+}
+
 // Backward of norm_rows: dy (rows, N), the gradient of xhat * gain + bias, becomes in place the gradient of
 // the rows before the norm. Returns {dgain, dbias}, each summed over rows in per-chunk partials.
 std::vector<at::Tensor> norm_rows_backward(at::Tensor& dy, const at::Tensor& xhat, const at::Tensor& rstd,

@@ -22,6 +22,10 @@ std::vector<at::Tensor> backward(const at::Tensor& dbuf, const at::Tensor& buf, 
                                  const c10::optional<at::Tensor>& ln_gain, const c10::optional<at::Tensor>& in_xhat,
                                  const c10::optional<at::Tensor>& in_rstd, const c10::optional<at::Tensor>& in_gain,
                                  bool bf16);
+std::vector<at::Tensor> backward_grads(const at::Tensor& dbuf, const at::Tensor& x, const at::Tensor& w_ih,
+                                       const at::Tensor& w_hh, const at::Tensor& buf, const at::Tensor& gates,
+                                       const c10::optional<at::Tensor>& lengths, bool reset_after, bool reverse,
+                                       bool has_b_ih, bool has_b_hh, bool need_dx);
 at::Tensor project(const at::Tensor& x, const at::Tensor& w_ih, const c10::optional<at::Tensor>& b_ih, bool bf16);
 std::vector<at::Tensor> infer(const at::Tensor& x, const c10::optional<at::Tensor>& hx,
                               const std::vector<c10::optional<at::Tensor>>& params, int64_t num_layers,

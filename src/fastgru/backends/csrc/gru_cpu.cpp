@@ -38,6 +38,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("project", &project, "Input projections of all steps, (T, B, I) -> (T, B, 3H), one GEMM");
   m.def("infer", &infer, "Inference of a whole stacked GRU: (x, hx, params, layers, bidirectional, reset_after, bf16)");
   m.def("backward", &backward, "GRU recurrence backward / BPTT (fused CPU)");
+  m.def("backward_grads", &backward_grads,
+        "The whole gradient of a plain layer-direction: BPTT, then dx, dW_ih, dW_hh and the bias sums");
   m.def("step", &step, "One streaming time step of a stacked GRU (inference)");
   m.def("norm_rows", &norm_rows, "Row-wise layer norm in place (input projections of a LayerNormGRU)");
   m.def("norm_rows_backward", &norm_rows_backward, "Backward of norm_rows, in place on the gradient");

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "blas_gemm.h"
+#include "panel_gemm.h"
 #include "small_gemm.h"
 
 namespace {
@@ -18,12 +19,23 @@ namespace {
 // docs/cpu.md): a BLAS call costs about a microsecond before any arithmetic, which is most of a step when
 // the batch is a few rows and W_hh fits in L2, so there our own loops run (kSmall). MKL's packed format
 // saves re-packing W_hh at every step but packing is one pass over W_hh: it pays only over several steps
-// (kPacked from kPackMinSteps on). bf16 (autocast): the product in bf16 through oneDNN, fp32 around it.
-enum class GemmKind { kBlas, kSmall, kPacked, kBf16 };
+// (kPacked from kPackMinSteps on). Where the compiler targets AVX-512, float products of more rows run in
+// our own register-blocked loops over W packed into panels once per call (kPanel, panel_gemm.h: 1.3-2x
+// MKL's speed at 5-64 rows), from kPanelMinRowSteps rows x steps on (below, packing costs more than it
+// saves). bf16 (autocast): the product in bf16 through oneDNN, fp32 around it.
+enum class GemmKind { kBlas, kSmall, kPacked, kPanel, kBf16 };
 constexpr int kSmallRows = 4;                // rows (batch) up to which kSmall may serve
 constexpr int64_t kSmallWeights = 3 * 128 * 128;  // W values up to which kSmall serves (192 KiB of fp32)
 constexpr int kSmallRowsAnyWeights = 2;    // ... and for 1-2 rows whatever W's size (W is read once either way)
 constexpr int64_t kPackMinSteps = 8;
+constexpr int64_t kPanelMinRowSteps = 16;
+constexpr int kPanelMaxRows = 256;          // beyond, MKL's blocking for large products takes over
+constexpr double kPanelThreadFlops = 1e6;   // a step's product shared by threads from this size on
+
+// Threads a step's own product may use: torch's intra-op setting, from kPanelThreadFlops on.
+inline int panel_threads(int64_t M, int64_t N, int64_t K) {
+  return 2.0 * M * N * K >= kPanelThreadFlops ? at::get_num_threads() : 1;
+}
 
 // C[M,N] = A[M,K] @ op(W) + beta*C for a fixed W reused over `steps` calls. w16: W in bf16, same layout
 // (defined only for bf16 autocast runs; float only).
@@ -47,6 +59,15 @@ class RecurrentGemm {
       kind_ = GemmKind::kSmall;
       return;
     }
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (M <= kPanelMaxRows && M * steps >= kPanelMinRowSteps) {
+        kind_ = GemmKind::kPanel;
+        panel_ = std::make_unique<PanelGemm>(M, N, K, W, ldw, w_transposed, panel_threads(M, N, K));
+        return;
+      }
+    }
+#endif
     if constexpr (std::is_same_v<T, float>) {
       const PackedApi& api = packed_api();
       if (api.ok() && steps >= kPackMinSteps) {
@@ -67,6 +88,11 @@ class RecurrentGemm {
       case GemmKind::kPacked:
         if constexpr (std::is_same_v<T, float>)
           packed_api().compute(kRowMajor, kNoTrans, kPacked, M_, N_, K_, A, lda, packed_.get(), N_, beta, C, ldc);
+        return;
+      case GemmKind::kPanel:
+#if defined(__AVX512F__)
+        if constexpr (std::is_same_v<T, float>) (*panel_)(A, lda, beta, C, ldc);
+#endif
         return;
       case GemmKind::kBf16:
         if constexpr (std::is_same_v<T, float>) bf16_product(A, lda, beta, C, ldc);
@@ -102,6 +128,9 @@ class RecurrentGemm {
   bool wt_;
   GemmKind kind_ = GemmKind::kBlas;
   std::unique_ptr<float[]> packed_;
+#if defined(__AVX512F__)
+  std::unique_ptr<PanelGemm> panel_;
+#endif
   at::Tensor w16_, a16_, c16_;
 };
 

@@ -68,12 +68,12 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const at::Tensor
     }
     return o;
   };
-  const SmallGemmThreads threads(2.0 * B * G3 * H);
   // w16: W_hh in bf16 (autocast) or undefined
   auto rows16 = [&](int64_t r0, int64_t r1) { return w16.defined() ? w16.narrow(0, r0, r1 - r0) : at::Tensor(); };
   const RecurrentGemm<T> gemm_all(reset_after ? B : 0, G3, H, w, H, true, s.T, rows16(0, G3));  // h @ W_hh^T
   const RecurrentGemm<T> gemm_rz(reset_after ? 0 : B, 2 * H, H, w, H, true, s.T, rows16(0, 2 * H));  // h @ W_hr,hz^T
   const RecurrentGemm<T> gemm_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, true, s.T, rows16(2 * H, G3));
+  const SmallGemmThreads threads(2.0 * B * G3 * H);  // after the products chose their own thread counts
 
   for (int64_t i = 0; i < s.T; ++i) {
     const int64_t t = s.step(i);
@@ -227,11 +227,11 @@ void backward_impl(const at::Tensor& dbuf, const at::Tensor& buf, const at::Tens
   T* keep = keep_t.data_ptr<T>();
   T* dcell = dc_t.data_ptr<T>();
   T* tmp = tmp_t.data_ptr<T>();
-  const SmallGemmThreads threads(2.0 * B * G3 * H);
   auto rows16 = [&](int64_t r0, int64_t r1) { return w16.defined() ? w16.narrow(0, r0, r1 - r0) : at::Tensor(); };
   const RecurrentGemm<T> back_all(reset_after ? B : 0, H, G3, w, H, false, s.T, rows16(0, G3));  // dG @ W_hh
   const RecurrentGemm<T> back_n(reset_after ? 0 : B, H, H, w + 2 * H * H, H, false, s.T, rows16(2 * H, G3));
   const RecurrentGemm<T> back_rz(reset_after ? 0 : B, H, 2 * H, w, H, false, s.T, rows16(0, 2 * H));
+  const SmallGemmThreads threads(2.0 * B * G3 * H);  // after the products chose their own thread counts
 
   // no masks, zoneout or lengths (a recurrent layer norm allowed): the fused single-pass step below
   const bool plain = !c.zoneout() && !c.len && !c.rec_mask;
