@@ -21,14 +21,19 @@ namespace {
 // saves re-packing W_hh at every step but packing is one pass over W_hh: it pays only over several steps
 // (kPacked from kPackMinSteps on). Where the compiler targets AVX-512, float products of more rows run in
 // our own register-blocked loops over W packed into panels once per call (kPanel, panel_gemm.h: 1.3-2x
-// MKL's speed at 5-64 rows), from kPanelMinRowSteps rows x steps on (below, packing costs more than it
-// saves). bf16 (autocast): the product in bf16 through oneDNN, fp32 around it.
+// MKL's speed at 5-64 rows, 1.5-3x kSmall's at 1-4), from kPanelMinRowSteps rows x steps on, or 8 steps where
+// kSmall would serve (below, packing costs more than it saves). bf16 (autocast): the product in bf16
+// through oneDNN, fp32 around it.
 enum class GemmKind { kBlas, kSmall, kPacked, kPanel, kBf16 };
 constexpr int kSmallRows = 4;                // rows (batch) up to which kSmall may serve
 constexpr int64_t kSmallWeights = 3 * 128 * 128;  // W values up to which kSmall serves (192 KiB of fp32)
 constexpr int kSmallRowsAnyWeights = 2;    // ... and for 1-2 rows whatever W's size (W is read once either way)
 constexpr int64_t kPackMinSteps = 8;
 constexpr int64_t kPanelMinRowSteps = 16;
+// Over kSmall's loops (1-4 rows) the panel loops are 1.5-3x faster per step but packing costs 1-4 steps' worth
+// (one core: M=1, 3H=192, H=64: 0.46 against 1.25 us a step, packing 1.8 us; M=1, H=512: 35 against 55 us,
+// packing 150 us): from 8 steps on.
+constexpr int64_t kPanelMinStepsOverSmall = 8;
 constexpr int kPanelMaxRows = 256;          // beyond, MKL's blocking for large products takes over
 constexpr double kPanelThreadFlops = 1e6;   // a step's product shared by threads from this size on
 
@@ -55,19 +60,20 @@ class RecurrentGemm {
         return;
       }
     }
-    if (M <= kSmallRows && (static_cast<int64_t>(N) * K <= kSmallWeights || M <= kSmallRowsAnyWeights)) {
-      kind_ = GemmKind::kSmall;
-      return;
-    }
+    const bool small = M <= kSmallRows && (static_cast<int64_t>(N) * K <= kSmallWeights || M <= kSmallRowsAnyWeights);
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
-      if (M <= kPanelMaxRows && M * steps >= kPanelMinRowSteps) {
+      if (M <= kPanelMaxRows && (small ? steps >= kPanelMinStepsOverSmall : M * steps >= kPanelMinRowSteps)) {
         kind_ = GemmKind::kPanel;
         panel_ = std::make_unique<PanelGemm>(M, N, K, W, ldw, w_transposed, panel_threads(M, N, K));
         return;
       }
     }
 #endif
+    if (small) {
+      kind_ = GemmKind::kSmall;
+      return;
+    }
     if constexpr (std::is_same_v<T, float>) {
       const PackedApi& api = packed_api();
       if (api.ok() && steps >= kPackMinSteps) {
