@@ -1,7 +1,7 @@
 """The CPU kernel's product paths and its one-call inference, against float64 references and torch.nn.GRU.
 
 RecurrentGemm picks its code by size (csrc/recurrent_gemm.h): on AVX-512 builds our register-blocked panel GEMM
-for up to 256 rows from 16 rows x steps on (from 8 steps where the small loops would serve); own small GEMMs for
+for up to 256 rows from 32 rows x steps on (from 8 steps where the small loops would serve); own small GEMMs for
 batch <= 4 with W_hh <= 3*128*128 values (batch <= 2: any W_hh); MKL's packed format from 8 steps on for what is
 left; a plain BLAS call otherwise. Inference without
 autograd runs the whole stack in one C++ call (ext.infer). Each size below selects one of them; every path must
@@ -18,9 +18,9 @@ from fastgru.nn import GRU
 pytestmark = pytest.mark.skipif(not cpu.is_available(), reason="the fused CPU kernel could not be built here")
 
 # (T, B, I, H): small path (B <= 4, W_hh small, T < 8); panel path for 3 rows (T = 9); BLAS path (B > 4,
-# B * T < 16); panel path (AVX-512, else MKL's packed format): B = 6, and B = 13 with a tail of 5 rows after a
+# B * T < 32); panel path (AVX-512, else MKL's packed format): B = 6, and B = 13 with a tail of 5 rows after a
 # block of 8, 3H = 111 columns (a partial last panel) and K = 37 (partial transposed blocks); small path for 1-2
-# rows with a large W_hh (B = 2, H = 160, T < 8), BLAS for 3 rows with it (B = 3, H = 160, B * T < 16); beyond
+# rows with a large W_hh (B = 2, H = 160, T < 8), BLAS for 3 rows with it (B = 3, H = 160, B * T < 32); beyond
 # the panel path's 256 rows: MKL's packed format.
 SIZES = [(1, 1, 5, 16), (9, 3, 7, 32), (2, 6, 5, 24), (12, 6, 4, 20), (9, 13, 6, 37), (5, 2, 6, 160),
          (5, 3, 6, 160), (8, 260, 3, 8)]
