@@ -4,7 +4,7 @@
 // time loop: one BLAS call for the recurrent product plus one fused, vectorisable elementwise pass
 // per step, with no per-op dispatch. The contract is the one in fastgru/backends/__init__.py.
 //
-// Layout, by job: headers hold the BLAS wrappers and products (blas_gemm.h, small_gemm.h,
+// Layout, by job: headers hold the BLAS wrappers and products (blas_gemm.h, small_gemm.h, panel_gemm.h,
 // recurrent_gemm.h), the cell math (cell_math.h, cell_rows.h), the layer norms (layer_norm.h), the time
 // loops (row_loops.h, time_loops.h), the buffer cache, the zoneout masks, the argument checks and the
 // streaming stepper; forward.cpp and backward.cpp hold the entry points, this file the Python bindings.
