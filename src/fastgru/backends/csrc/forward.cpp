@@ -44,8 +44,10 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
     const bool has_bias = b_hh.has_value() && b_hh->defined();
     at::Tensor bias = has_bias ? b_hh->contiguous() : at::zeros({3 * H}, gi.options());
     const scalar_t* in_gain = optional_ptr<scalar_t>(gi_gain, "gi_gain");
-    at::Tensor in_bias = (gi_bias.has_value() && gi_bias->defined()) ? gi_bias->contiguous()
-                                                                     : at::zeros({3 * H}, gi.options());
+    // the input norm's shift (zeros when it has none); no input norm: nothing to allocate
+    at::Tensor in_bias = !in_gain ? at::Tensor()
+                         : (gi_bias.has_value() && gi_bias->defined()) ? gi_bias->contiguous()
+                                                                        : at::zeros({3 * H}, gi.options());
     Cell<scalar_t> c = make_cell<scalar_t>(bias.data_ptr<scalar_t>(), lengths, rec_mask, zone_mask, zone_p,
                                            hs_alpha, hs_beta, ln_gain, in_gain,
                                            in_gain ? in_bias.data_ptr<scalar_t>() : nullptr);

@@ -36,20 +36,18 @@ void forward_impl(const at::Tensor& gi, const at::Tensor& w_hh, const at::Tensor
   const int64_t gw = saved_width(reset_after, c.ln_gain != nullptr, H);  // saved values per (t, b)
   const int64_t ln_at = reset_after ? 4 * H : 3 * H;  // offset of the layer-norm values
   const int64_t units = c.row_units(H);  // per-row work for for_rows
-  // Without saving, gate values go to a one-step scratch so the inner loops stay branch-free.
-  at::Tensor scratch = save ? at::Tensor() : at::empty({B, gw}, gi.options());
+  // One-step scratch rows, in one allocation (a T=1 call is mostly fixed costs): without saving, the gate
+  // values (so the inner loops stay branch-free); the recurrent products gh; r * h (rh); the masked state
+  // (hm, recurrent dropout); with an input layer norm, row b of step t is normalised here, while it is in
+  // cache (no separate pass over all T * B rows): its gain-and-shift values go to row b of gin; saving, the
+  // row itself becomes xhat and its rstd is kept for backward.
+  const int64_t n_gates = save ? 0 : B * gw, n_hm = c.rec_mask ? B * H : 0, n_gin = c.gi_gain ? B * G3 : 0;
+  at::Tensor scratch = at::empty({n_gates + B * G3 + B * H + n_hm + n_gin}, gi.options());
   T* gates_p = save ? gates.data_ptr<T>() : scratch.data_ptr<T>();
-  at::Tensor gh_t = at::empty({B, G3}, gi.options());
-  at::Tensor rh_t = at::empty({B, H}, gi.options());
-  at::Tensor hm_t = c.rec_mask ? at::empty({B, H}, gi.options()) : at::Tensor();
-  T* gh = gh_t.data_ptr<T>();
-  T* rh = rh_t.data_ptr<T>();
-  T* hm_buf = c.rec_mask ? hm_t.data_ptr<T>() : nullptr;
-  // With an input layer norm, row b of step t is normalised here, while it is in cache (no separate pass
-  // over all T * B rows): its gain-and-shift values go to row b of gin; saving, the row itself becomes
-  // xhat and its rstd is kept for backward.
-  at::Tensor gin_t = c.gi_gain ? at::empty({B, G3}, gi.options()) : at::Tensor();
-  T* gin = c.gi_gain ? gin_t.data_ptr<T>() : nullptr;
+  T* gh = scratch.data_ptr<T>() + n_gates;
+  T* rh = gh + B * G3;
+  T* hm_buf = c.rec_mask ? rh + B * H : nullptr;
+  T* gin = c.gi_gain ? rh + B * H + n_hm : nullptr;
   auto input_row = [&](T* git, int64_t t, int64_t b) -> const T* {
     T* g = git + b * G3;
     if (!c.gi_gain) return g;
