@@ -501,7 +501,7 @@ def autocast_bf16(x: Tensor) -> bool:
             and torch.get_autocast_dtype("cpu") == torch.bfloat16)
 
 
-def _infer_stack(x: Tensor, hx: Tensor, weights: Sequence[Weights], num_layers: int, bidirectional: bool,
+def _infer_stack(x: Tensor, hx: Tensor | None, weights: Sequence[Weights], num_layers: int, bidirectional: bool,
                  reset_after: bool) -> tuple[Tensor, Tensor] | None:
     """Inference of the whole stack in one call of the CPU kernel (no autograd, plain cell, no lengths), or
     None where it does not apply (not a float CPU tensor, no kernel, torch.compile tracing: the custom op
@@ -579,9 +579,7 @@ def gru(
         check_weights(weights, input, weight_names(num_layers, bidirectional, has_bias))
     x = input.transpose(0, 1) if batch_first else input
     T, B = x.shape[0], x.shape[1]
-    if hx is None:
-        hx = x.new_zeros(num_layers * dirs, B, hidden_size)
-    else:
+    if hx is not None:
         check_hidden(hx, (num_layers * dirs, B, hidden_size), input)
     if mask is not None:
         if lengths is not None:
@@ -595,7 +593,8 @@ def gru(
         lengths = check_lengths(lengths, B, T, enforce_sorted)
     if check_finite_values:
         check_finite(input, "input")
-        check_finite(hx, "hx")
+        if hx is not None:
+            check_finite(hx, "hx")
 
     if training:
         if masks is None and (input_dropout > 0 or recurrent_dropout > 0 or zoneout > 0):
@@ -609,6 +608,7 @@ def gru(
     if masks is not None and len(masks) != num_layers * dirs:
         raise ValueError(f"masks: expected {num_layers * dirs} LayerMasks (layers x directions), got {len(masks)}")
     if mask is not None:  # real steps to the front, the lengths path, then every output back at its step
+        hx = x.new_zeros(num_layers * dirs, B, hidden_size) if hx is None else hx
         plan = masking.plan(mask.t())
         output, h_n = gru(
             masking.to_front(x, plan), hx, weights, num_layers=num_layers, bidirectional=bidirectional,
@@ -631,6 +631,8 @@ def gru(
                 check_finite(output, "output (the input was finite: the weights or the recurrence overflowed)")
             return output, h_n
 
+    if hx is None:  # (the one-call inference above makes its own zeros)
+        hx = x.new_zeros(num_layers * dirs, B, hidden_size)
     finals = []
     layer_in = x
     for layer in range(num_layers):
