@@ -14,17 +14,23 @@ written as CSV files into --out, then given to `forecast` exactly as a user's fi
 - aus_retail (panel): monthly Australian retail turnover, 152 state x industry series (fpp3);
 - short:<name>: 21 short quarterly, monthly and annual series of fpp3 (production, US changes, arrivals,
   gas, prices, pelts), each written as one bare column;
+- fresh:<name>, fresh2:<name>: two held-out sets of short fpp3 series (20 and 19), chosen by the rules in
+  fresh_short_series and second_fresh_series before any of them was run, to test changes of the
+  short-data method on series that played no part in choosing them;
 - held out: the hourly French day-ahead electricity price (EPF_FR_BE, fpppy), set aside while the
   method was built and run only for the final table.
 
 Each run uses the defaults (horizon: one day below daily data, else 12), seeds 0, 1, 2. The section
 between `<!-- forecast:start -->` and `<!-- forecast:end -->` of RESULTS.md is replaced.
+`--compare-with RUNS` prints the GRU MAE of these runs beside those of an earlier version's runs (run with
+that version's sources on PYTHONPATH into RUNS), per group: wins, losses, geometric mean of the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -75,6 +81,10 @@ def datasets(folder: Path) -> dict[str, dict]:
                                "id_column": "series"}
     for name, y in _short_series(fpp3).items():
         out["short:" + name] = {"data": _write(pd.DataFrame({"y": y}), folder / f"short_{name}.csv")}
+    for name, y in fresh_short_series(fpp3).items():
+        out["fresh:" + name] = {"data": _write(pd.DataFrame({"y": y}), folder / f"fresh_{name}.csv")}
+    for name, y in second_fresh_series(fpp3).items():
+        out["fresh2:" + name] = {"data": _write(pd.DataFrame({"y": y}), folder / f"fresh2_{name}.csv")}
     epf = fpppy.EPF_FR_BE
     out["heldout:epf_fr"] = {"data": _write(epf[epf.unique_id == "FR"][["ds", "y"]], folder / "epf_fr.csv"),
                              "time_column": "ds"}
@@ -96,6 +106,43 @@ def _short_series(fpp3) -> dict[str, object]:
     for c in ("eggs", "copper", "wheat"):
         out["prices_" + c] = fpp3.prices[c].dropna().to_numpy(float)
     out["pelt_hare"], out["pelt_lynx"] = fpp3.pelt.Hare.to_numpy(float), fpp3.pelt.Lynx.to_numpy(float)
+    return out
+
+
+def fresh_short_series(fpp3) -> dict[str, object]:
+    """The held-out short series, chosen by this rule before any of them was run: every Animal of
+    aus_livestock in Victoria (monthly, 7), the total Trips of each State in tourism (summed over regions
+    and purposes; quarterly, 8), every column of tute1 (quarterly, 3), souvenirs (monthly) and LakeHuron
+    (annual): 20 series of fpp3 tables the short set above does not use, each given as one bare column."""
+    out = {}
+    live = fpp3.aus_livestock[fpp3.aus_livestock.State == "Victoria"]
+    for animal, g in live.groupby("Animal"):
+        out["livestock_vic_" + animal.split()[0].split(",")[0].lower()] = g.Count.to_numpy(float)
+    trips = fpp3.tourism.groupby(["State", "Quarter"], sort=True).Trips.sum()
+    for state, g in trips.groupby(level="State"):
+        out["tourism_" + state.lower().replace(" ", "_")] = g.to_numpy(float)
+    for c in ("Sales", "AdBudget", "GDP"):
+        out["tute1_" + c.lower()] = fpp3.tute1[c].to_numpy(float)
+    out["souvenirs"] = fpp3.souvenirs.Sales.to_numpy(float)
+    out["lake_huron"] = fpp3.LakeHuron.value.to_numpy(float)
+    return out
+
+
+def second_fresh_series(fpp3) -> dict[str, object]:
+    """A second held-out set, chosen by this rule before any of it was run (after the first held-out set had
+    been used): every Animal of aus_livestock in New South Wales (monthly, 7), the total Trips of each
+    Purpose in tourism (summed over regions; quarterly, 4) and the Food retailing turnover of each State in
+    aus_retail (monthly, 8): 19 series, each given as one bare column."""
+    out = {}
+    live = fpp3.aus_livestock[fpp3.aus_livestock.State == "New South Wales"]
+    for animal, g in live.groupby("Animal"):
+        out["livestock_nsw_" + animal.split()[0].split(",")[0].lower()] = g.Count.to_numpy(float)
+    trips = fpp3.tourism.groupby(["Purpose", "Quarter"], sort=True).Trips.sum()
+    for purpose, g in trips.groupby(level="Purpose"):
+        out["tourism_" + purpose.lower()] = g.to_numpy(float)
+    food = fpp3.aus_retail[fpp3.aus_retail.Industry == "Food retailing"]
+    for state, g in food.groupby("State"):
+        out["food_retail_" + "".join(w[0] for w in state.split()).lower()] = g.Turnover.to_numpy(float)
     return out
 
 
@@ -162,6 +209,44 @@ HEAD = ["series", "n series", "horizon", "seasons", "GRU MAE (3 seeds)", "season
 FITTED = {"exponential smoothing": "ses", "damped trend (Holt)": "holt", "linear (ridge)": "ridge"}
 
 
+def _gru_mae(runs: list[dict]) -> list[float]:
+    """Per target: the model's MAE, mean over the runs (seeds)."""
+    return [statistics.mean(r["metrics"][r["model"]]["mae"][j] for r in runs) for j in range(len(runs[0]["targets"]))]
+
+
+def comparison(results: dict[str, list[dict]], before: Path, seeds: tuple[int, ...]) -> str:
+    """GRU MAE of these runs against runs of an earlier version in `before` (same layout, same seeds), per
+    group of series: a table per series, then wins / losses (ratio beyond 0.5%) and the geometric mean of the
+    MAE ratios. Series without earlier runs are skipped."""
+    groups: dict[str, list[list]] = {}
+    for name, runs in results.items():
+        old = []
+        for s in seeds:
+            f = before / f"{name.replace(':', '_')}-seed{s}" / "metrics.json"
+            if not f.exists():
+                break
+            old.append(json.loads(f.read_text()))
+        if len(old) != len(seeds) or name.startswith("panel"):
+            continue
+        group = name.split(":")[0] if ":" in name and not name.startswith("pedestrian") else "built-in / long"
+        for j, (o, n) in enumerate(zip(_gru_mae(old), _gru_mae(runs))):
+            tgt = runs[0]["targets"][j]
+            groups.setdefault(group, []).append(
+                [name + (f" ({tgt})" if len(runs[0]["targets"]) > 1 else ""), f"{o:.4g}", f"{n:.4g}", f"{n / o:.3f}",
+                 ", ".join(sorted({_short(b) for r in runs for b in [r["base"][j]]}))])
+    out = []
+    for group, rows in groups.items():
+        ratios = [float(r[3]) for r in rows]
+        geo = math.exp(statistics.mean(math.log(x) for x in ratios))
+        out.append(f"**{group}** ({len(rows)} series): better on {sum(x < 0.995 for x in ratios)}, worse on "
+                   f"{sum(x > 1.005 for x in ratios)}, the same (within 0.5%) on "
+                   f"{sum(0.995 <= x <= 1.005 for x in ratios)}; geometric mean of the MAE ratios {geo:.3f}, "
+                   f"min {min(ratios):.3f}, max {max(ratios):.3f}\n")
+        out.append(format_table(rows, ["series", "GRU MAE before", "GRU MAE now", "now / before", "base now"],
+                                markdown=True) + "\n")
+    return "\n".join(out)
+
+
 def panel_text(name: str, runs: list[dict]) -> str:
     lines = []
     for r in runs:
@@ -181,6 +266,8 @@ def main() -> None:
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     ap.add_argument("--panel-seeds", help="seeds of the panels (default: --seeds)")
     ap.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
+    ap.add_argument("--compare-with", help="runs folder of an earlier version (same seeds): print the GRU MAE "
+                                           "of both per series, the win / loss counts and the geometric mean ratio")
     args = ap.parse_args()
     out = Path(args.out)
     seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -188,7 +275,12 @@ def main() -> None:
     names = args.only.split(",") if args.only else list(sets)
     panel_seeds = tuple(int(s) for s in args.panel_seeds.split(",")) if args.panel_seeds else seeds
     results = {n: run(n, sets[n], panel_seeds if n.startswith("panel") else seeds, out) for n in names}
-    rows = [row for n, rs in results.items() if not n.startswith(("heldout", "short")) for row in series_rows(n, rs)]
+    if args.compare_with:
+        print(comparison(results, Path(args.compare_with), seeds))
+    rows = [row for n, rs in results.items() if not n.startswith(("heldout", "short", "fresh"))
+            for row in series_rows(n, rs)]
+    fresh = {g: [row for n, rs in results.items() if n.split(":")[0] == g for row in series_rows(n, rs)]
+             for g in ("fresh", "fresh2")}
     short = [row for n, rs in results.items() if n.startswith("short") for row in series_rows(n, rs)]
     held = [row for n, rs in results.items() if n.startswith("heldout") for row in series_rows(n, rs)]
     panels = [panel_text(n, rs) for n, rs in results.items() if n.startswith("panel")]
@@ -214,6 +306,12 @@ def main() -> None:
                  "not used to set any default, looked at once to choose between two variants of the short-data "
                  "base, see docs/forecast.md):\n", format_table(short, HEAD, markdown=True),
                  "\n" + short_summary(short)]
+    for g, label in (("fresh", "first"), ("fresh2", "second")):
+        if fresh[g]:
+            text += [f"\n**Held-out short series, {label} set** ({g}:, fpp3, each given as one bare column; chosen by "
+                     "a rule stated before any run, see the docstrings of fresh_short_series / second_fresh_series "
+                     "in benchmarks/forecast_results.py):\n", format_table(fresh[g], HEAD, markdown=True),
+                     "\n" + short_summary(fresh[g])]
     if panels:
         text += [f"\n**Panels** (seeds {', '.join(map(str, panel_seeds))}): one global model per table, per-series "
                  "wins "
