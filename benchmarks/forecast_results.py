@@ -11,7 +11,8 @@ written as CSV files into --out, then given to `forecast` exactly as a user's fi
 - pedestrian:<sensor>: hourly pedestrian counts at Melbourne sensors 2015-2016 (fpp3), one file per
   sensor; missing hours are filled by interpolation (--nan interpolate);
 - pedestrian (panel): all four sensors in one long table (--id-column Sensor), one global model;
-- aus_retail (panel): monthly Australian retail turnover, 152 state x industry series (fpp3);
+- aus_retail (panel): monthly Australian retail turnover (fpp3), the 133 of its 152 state x industry series
+  that cover every month (1982-2018, 441 months; the others start later);
 - short:<name>: 21 short quarterly, monthly and annual series of fpp3 (production, US changes, arrivals,
   gas, prices, pelts), each written as one bare column;
 - fresh:<name>, fresh2:<name>: two held-out sets of short fpp3 series (20 and 19), chosen by the rules in
@@ -77,8 +78,9 @@ def datasets(folder: Path) -> dict[str, dict]:
                                "id_column": "Sensor", "nan": "interpolate"}
     retail = fpp3.aus_retail
     retail = retail.assign(series=retail.State + " / " + retail.Industry)[["series", "Month", "Turnover"]]
-    out["panel:aus_retail"] = {"data": _write(retail, folder / "aus_retail.csv"), "time_column": "Month",
-                               "id_column": "series"}
+    complete = retail.groupby("series").Month.transform("size") == retail.Month.nunique()
+    out["panel:aus_retail"] = {"data": _write(retail[complete], folder / "aus_retail_complete.csv"),
+                               "time_column": "Month", "id_column": "series"}
     for name, y in _short_series(fpp3).items():
         out["short:" + name] = {"data": _write(pd.DataFrame({"y": y}), folder / f"short_{name}.csv")}
     for name, y in fresh_short_series(fpp3).items():
