@@ -29,6 +29,7 @@ from fastgru.core.validation import (
 )
 
 INITS = ("torch", "keras")
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def _check_sizes(input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0) -> None:
@@ -316,6 +317,10 @@ class GRU(nn.Module):
         mask: Tensor | None = None,
         mask_output: str = "zero",
     ) -> tuple[Tensor | PackedSequence, Tensor]:
+        if lengths is None and mask is None:
+            out = self._one_call(input, hx)
+            if out is not None:
+                return out
         if isinstance(input, PackedSequence):
             if lengths is not None or mask is not None:
                 raise GRUInputError("lengths and mask must be None for a PackedSequence input (it carries its "
@@ -343,6 +348,47 @@ class GRU(nn.Module):
             output = output.squeeze(1 if not self.batch_first else 0)
             h_n = h_n.squeeze(1)
         return output, h_n
+
+    def _one_call(self, input: Tensor, hx: Tensor | None) -> tuple[Tensor, Tensor] | None:
+        """The common inference call straight to the CPU kernel's one-call stack, or None where it does not apply.
+
+        It applies without autograd, to a 3-D float32/float64 CPU tensor, with the plain cell, no regularisation
+        in effect, no finite-value check and the parameters registered as they were built. It makes every check
+        of the general path that could fail here (input and hx shapes, dtypes, devices), and leaves anything
+        else, every bad argument included, to the general path (`functional.gru`), which words the error. The
+        parameters are read at each call, never cached. Why: at T=1 the general path's Python costs more than
+        the kernel (about 25 us against 8, one layer, H=32).
+        """
+        if (torch.is_grad_enabled() or type(input) is not Tensor or input.dim() != 3 or input.device.type != "cpu"
+                or input.dtype not in _KERNEL_DTYPES or not self.cell.plain or self.zoneout or self.check_finite
+                or self.backend not in ("auto", "cpu")
+                or (self.training and (self.dropout or self.input_dropout or self.recurrent_dropout))
+                or type(self)._run is not GRU._run or type(self)._layer_norms is not GRU._layer_norms
+                or torch.compiler.is_compiling()):
+            return None
+        registered = self._parameters  # a parametrized or re-registered weight is not here: general path
+        dtype = input.dtype
+        flat: list[Tensor | None] = []
+        for name in self._flat_weights_names:
+            p = registered.get(name)
+            if p is None or p.dtype != dtype or p.device.type != "cpu":
+                return None
+            flat.append(p)
+            if not self.bias and name.startswith("weight_hh"):
+                flat += [None, None]
+        x = input.transpose(0, 1) if self.batch_first else input
+        T, B, states = x.shape[0], x.shape[1], self._num_states()
+        if T == 0 or B == 0 or x.shape[2] != flat[0].shape[1]:
+            return None
+        if hx is not None and (type(hx) is not Tensor or hx.dtype != dtype or hx.device.type != "cpu"
+                               or tuple(hx.shape) != (states, B, self.hidden_size)):
+            return None
+        ext = cpu_backend.load()
+        if ext is None:
+            return None
+        output, h_n = ext.infer(x, hx, flat, self.num_layers, self.bidirectional, self.reset_after,
+                                functional.autocast_bf16(x))
+        return (output.transpose(0, 1) if self.batch_first else output), h_n
 
     def _run(self, input: Tensor, hx: Tensor | None, lengths: Tensor | None, enforce_sorted: bool = False, *,
              mask: Tensor | None = None, mask_output: str = "zero"):
