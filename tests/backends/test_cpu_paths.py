@@ -1,7 +1,7 @@
 """The CPU kernel's product paths and its one-call inference, against float64 references and torch.nn.GRU.
 
 RecurrentGemm picks its code by size (csrc/recurrent_gemm.h): on AVX-512 builds our register-blocked panel GEMM
-for up to 256 rows from 32 rows x steps on (from 8 steps where the small loops would serve); own small GEMMs for
+for up to 256 rows from 64 rows x steps on (from 8 steps where the small loops would serve); own small GEMMs for
 batch <= 4 with W_hh <= 3*128*128 values (batch <= 2: any W_hh); MKL's packed format from 8 steps on for what is
 left; a plain BLAS call otherwise. Inference without
 autograd runs the whole stack in one C++ call (ext.infer). Each size below selects one of them; every path must
@@ -18,12 +18,13 @@ from fastgru.nn import GRU
 pytestmark = pytest.mark.skipif(not cpu.is_available(), reason="the fused CPU kernel could not be built here")
 
 # (T, B, I, H): small path (B <= 4, W_hh small, T < 8); panel path for 3 rows (T = 9); BLAS path (B > 4,
-# B * T < 32); panel path (AVX-512, else MKL's packed format): B = 6, and B = 13 with a tail of 5 rows after a
+# B * T < 64); panel path (AVX-512, else MKL's packed format): B = 6, and B = 13 with a tail of 5 rows after a
 # block of 8, 3H = 111 columns (a partial last panel) and K = 37 (partial transposed blocks); small path for 1-2
-# rows with a large W_hh (B = 2, H = 160, T < 8), BLAS for 3 rows with it (B = 3, H = 160, B * T < 32); beyond
-# the panel path's 256 rows: MKL's packed format.
+# rows with a large W_hh (B = 2, H = 160, T < 8), BLAS for 3 rows with it (B = 3, H = 160, B * T < 64); beyond
+# the panel path's 256 rows: MKL's packed format; B = 16, H = 128: a step's product of 1.6 MFLOP, whose panels
+# are shared by two threads.
 SIZES = [(1, 1, 5, 16), (9, 3, 7, 32), (2, 6, 5, 24), (12, 6, 4, 20), (9, 13, 6, 37), (5, 2, 6, 160),
-         (5, 3, 6, 160), (8, 260, 3, 8)]
+         (5, 3, 6, 160), (8, 260, 3, 8), (5, 16, 9, 128)]
 
 
 def _weights(model: GRU):
@@ -111,11 +112,14 @@ def test_bf16_autocast_runs_bf16_products_with_bounded_error():
     assert 1e-5 < err < 3e-2, err
 
 
-@pytest.mark.parametrize("rows", [(1, 1), (1, 4), (2, 2), (1, 5), (3, 2)])
+@pytest.mark.parametrize("rows", [(1, 1), (1, 4), (2, 2), (1, 5), (3, 2), (8, 8), (19, 7), (40, 13)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("bias", [True, False])
 def test_input_projection_small_rows_and_blas_equal_float64(rows, dtype, bias):
-    """project(): up to 4 rows the kernel's own dot products (bias as starting sums), above them ATen's GEMM."""
+    """project(): up to 4 rows the kernel's own dot products (bias as starting sums); from 64 rows (float32,
+    AVX-512) the panel loops with the bias added per tile: 64 rows, 133 rows (a tail of 5 after whole tiles)
+    and 520 rows (two threads' row ranges and more than one 256-row chunk), 72 columns (a partial panel), 37
+    features (partial transposed blocks); otherwise ATen's GEMM."""
     T, B = rows
     I, G = 37, 3 * 24
     x, w = torch.randn(T, B, I, dtype=dtype), torch.randn(G, I, dtype=dtype)

@@ -195,14 +195,17 @@ def release_workspace() -> None:
 def project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, reuse: bool = False, bf16: bool = False) -> Tensor:
     """Input projections of all steps, (T, B, I) -> (T, B, 3H), in a buffer from the kernel's cache.
 
-    reuse=True (inference calls) writes into the per-thread workspace; training calls take a fresh
-    buffer that is freed before backward runs, so the workspace never adds to training's peak memory.
+    Float32 projections come from the kernel (`ext.project`: its own loops, else addmm) in a buffer from its
+    cache. For float64, reuse=True (inference calls) writes into the per-thread workspace; training calls take
+    a fresh buffer that is freed before backward runs, so the workspace never adds to training's peak memory.
     """
     if bf16:  # the product in bf16 (oneDNN), the result in float32
         return load().project(x, w_ih, b_ih, True)
     T, B, I = x.shape
     G = w_ih.shape[0]
-    if T * B <= SMALL_ROWS:  # the kernel's own loops: an ATen GEMM's fixed cost is most of the work here
+    if T * B <= SMALL_ROWS or x.dtype == torch.float32:
+        # the kernel's own loops: dot products for a few rows (an ATen GEMM's fixed cost is most of the work
+        # there), the panel loops for float32 from 64 rows on AVX-512 machines; otherwise it calls addmm itself
         return load().project(x, w_ih, b_ih, False)
     if reuse:
         gi = _gi_workspace(T * B * G, x.dtype).view(T * B, G)

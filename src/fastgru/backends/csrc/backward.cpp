@@ -90,12 +90,16 @@ void outer_sum(int64_t rows, int64_t N, int64_t I, const T* A, int64_t lda, cons
   }
 }
 
-constexpr int64_t kOuterRows = 16;  // T * B up to which the weight gradients use outer_sum
+// T * B up to which the weight gradients use outer_sum, for outputs up to kOuterValues values: beyond, the
+// product is bound by writing the output, which MKL splits over threads (B=8, H=512, T=1 training: 3.5 ms
+// with outer_sum over the 1536 x 768 gradients against 2.3 ms for torch.nn.GRU).
+constexpr int64_t kOuterRows = 16;
+constexpr int64_t kOuterValues = 65536;
 
 // out (N, I) = A^T @ X for A (rows, N) and X (rows, I), both possibly column slices (row strides given).
 void grad_product(const at::Tensor& A, const at::Tensor& X, at::Tensor out) {
   const int64_t rows = A.size(0);
-  if (rows > kOuterRows) {
+  if (rows > kOuterRows || A.size(1) * X.size(1) > kOuterValues) {
     at::mm_out(out, A.t(), X);
     return;
   }

@@ -83,6 +83,19 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w_ih, const c10::optio
     });
     return gi.view({T, B, G});
   }
+#if defined(__AVX512F__)
+  if (T * B >= kPanelProjectRows && !(bf16 && T * B * G * I >= kBf16MinMacs) && x.scalar_type() == at::kFloat &&
+      x2.is_contiguous() && w_ih.is_contiguous() && w_ih.scalar_type() == at::kFloat &&
+      (!has_bias || b_ih->scalar_type() == at::kFloat)) {
+    // the panel loops (panel_gemm.h) with the bias added as each tile is stored: on the AMD EPYC measured,
+    // MKL ran these shapes at 55-90 GFLOP/s on one core (T*B = 2400, 3H = 138, I = 88: 747 us)
+    const at::Tensor bias = has_bias ? b_ih->contiguous() : at::Tensor();
+    const int rows = static_cast<int>(T * B), cols = static_cast<int>(G), depth = static_cast<int>(I);
+    const PanelGemm gemm(rows, cols, depth, w_ih.data_ptr<float>(), depth, true, panel_threads(rows, cols, depth));
+    gemm(x2.data_ptr<float>(), depth, 0.0f, gi.data_ptr<float>(), cols, has_bias ? bias.data_ptr<float>() : nullptr);
+    return gi.view({T, B, G});
+  }
+#endif
   if (bf16 && x.scalar_type() == at::kFloat && T * B * G * I >= kBf16MinMacs) {
     const at::Tensor p = at::mm(x2.to(at::kBFloat16), w_ih.to(at::kBFloat16).t());
     if (has_bias) at::add_out(gi, p, *b_ih);

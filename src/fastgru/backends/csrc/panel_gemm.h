@@ -26,11 +26,14 @@ namespace {
 
 constexpr int kPanel = 48;  // columns per panel: three 16-float vectors
 constexpr int kTileRows = 8;
+constexpr int kChunkRows = 256;  // rows of A per pass over the panels (256 x K floats: L2-sized for K <= 512)
 
 // One tile: rows [0, MR) of A (stride lda) times one packed panel (K x 48), into C (stride ldc), columns
-// [0, cols) (cols < 48 only for the last panel: masked stores). accumulate: C += product, else C = product.
+// [0, cols) (cols < 48 only for the last panel: masked stores). accumulate: C += product, else C = product;
+// bias (the panel's 48 values, or null): added to every row.
 template <int MR>
-inline void panel_tile(int K, const float* A, int lda, const float* P, float* C, int ldc, int cols, bool accumulate) {
+inline void panel_tile(int K, const float* A, int lda, const float* P, float* C, int ldc, int cols, bool accumulate,
+                       const float* bias) {
   __m512 acc[MR][3];
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
   const float* a[MR];
@@ -54,22 +57,23 @@ inline void panel_tile(int K, const float* A, int lda, const float* P, float* C,
       const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
       __m512 out = acc[r][v];
       if (accumulate) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, c + 16 * v));
+      if (bias) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, bias + 16 * v));
       _mm512_mask_storeu_ps(c + 16 * v, m, out);
     }
   }
 }
 
 inline void panel_rows(int rows, int K, const float* A, int lda, const float* P, float* C, int ldc, int cols,
-                       bool accumulate) {
+                       bool accumulate, const float* bias) {
   switch (rows) {
-    case 8: return panel_tile<8>(K, A, lda, P, C, ldc, cols, accumulate);
-    case 7: return panel_tile<7>(K, A, lda, P, C, ldc, cols, accumulate);
-    case 6: return panel_tile<6>(K, A, lda, P, C, ldc, cols, accumulate);
-    case 5: return panel_tile<5>(K, A, lda, P, C, ldc, cols, accumulate);
-    case 4: return panel_tile<4>(K, A, lda, P, C, ldc, cols, accumulate);
-    case 3: return panel_tile<3>(K, A, lda, P, C, ldc, cols, accumulate);
-    case 2: return panel_tile<2>(K, A, lda, P, C, ldc, cols, accumulate);
-    default: return panel_tile<1>(K, A, lda, P, C, ldc, cols, accumulate);
+    case 8: return panel_tile<8>(K, A, lda, P, C, ldc, cols, accumulate, bias);
+    case 7: return panel_tile<7>(K, A, lda, P, C, ldc, cols, accumulate, bias);
+    case 6: return panel_tile<6>(K, A, lda, P, C, ldc, cols, accumulate, bias);
+    case 5: return panel_tile<5>(K, A, lda, P, C, ldc, cols, accumulate, bias);
+    case 4: return panel_tile<4>(K, A, lda, P, C, ldc, cols, accumulate, bias);
+    case 3: return panel_tile<3>(K, A, lda, P, C, ldc, cols, accumulate, bias);
+    case 2: return panel_tile<2>(K, A, lda, P, C, ldc, cols, accumulate, bias);
+    default: return panel_tile<1>(K, A, lda, P, C, ldc, cols, accumulate, bias);
   }
 }
 
@@ -109,6 +113,9 @@ class PanelGemm {
     const size_t count = static_cast<size_t>(panels_) * K * kPanel;
     packed_.reset(static_cast<float*>(std::aligned_alloc(64, ((count * sizeof(float) + 63) / 64) * 64)));
     float* P = packed_.get();
+    // panels are independent: packed by the same threads that will share them (one pass over a large W_hh
+    // costs 100-350 us on one core)
+#pragma omp parallel for num_threads(threads_) schedule(static)
     for (int p = 0; p < panels_; ++p) {
       const int n0 = p * kPanel, cols = std::min(kPanel, N - n0);
       float* panel = P + static_cast<int64_t>(p) * K * kPanel;
@@ -136,26 +143,38 @@ class PanelGemm {
     }
   }
 
-  // C[M, N] = A @ op(W) + beta * C.
-  void operator()(const float* A, int lda, float beta, float* C, int ldc) const {
+  // C[M, N] = A @ op(W) + beta * C (+ bias (N), added to every row, when given).
+  // Work is cut into chunks of kChunkRows rows (a chunk of A stays in L2 while every panel passes over it);
+  // threads share the panels when there are enough of them (a step's product: few rows, many panels), else
+  // the row chunks (an input projection: many rows).
+  void operator()(const float* A, int lda, float beta, float* C, int ldc, const float* bias = nullptr) const {
     const bool accumulate = beta != 0.0f;
     if (accumulate && beta != 1.0f)
       for (int m = 0; m < M_; ++m)
         for (int n = 0; n < N_; ++n) C[static_cast<int64_t>(m) * ldc + n] *= beta;
-    auto run = [&](int p0, int p1) {
-      for (int p = p0; p < p1; ++p) {
-        const float* panel = packed_.get() + static_cast<int64_t>(p) * K_ * kPanel;
-        const int n0 = p * kPanel, cols = std::min(kPanel, N_ - n0);
-        for (int m0 = 0; m0 < M_; m0 += kTileRows)
-          panel_rows(std::min(kTileRows, M_ - m0), K_, A + static_cast<int64_t>(m0) * lda, lda, panel,
-                     C + static_cast<int64_t>(m0) * ldc + n0, ldc, cols, accumulate);
+    auto run = [&](int m0, int m1, int p0, int p1) {
+      for (int mc = m0; mc < m1; mc += kChunkRows) {
+        const int mc1 = std::min(m1, mc + kChunkRows);
+        for (int p = p0; p < p1; ++p) {
+          const float* panel = packed_.get() + static_cast<int64_t>(p) * K_ * kPanel;
+          const int n0 = p * kPanel, cols = std::min(kPanel, N_ - n0);
+          for (int m = mc; m < mc1; m += kTileRows)
+            panel_rows(std::min(kTileRows, mc1 - m), K_, A + static_cast<int64_t>(m) * lda, lda, panel,
+                       C + static_cast<int64_t>(m) * ldc + n0, ldc, cols, accumulate, bias ? bias + n0 : nullptr);
+        }
       }
     };
-    if (threads_ == 1) return run(0, panels_);
+    if (threads_ == 1) return run(0, M_, 0, panels_);
+    const bool by_panels = panels_ >= 2 * threads_;
 #pragma omp parallel num_threads(threads_)
     {
       const int t = omp_get_thread_num(), n = omp_get_num_threads();
-      run(panels_ * t / n, panels_ * (t + 1) / n);
+      if (by_panels) {
+        run(0, M_, panels_ * t / n, panels_ * (t + 1) / n);
+      } else {  // row ranges on tile boundaries
+        const int tiles = (M_ + kTileRows - 1) / kTileRows;
+        run(std::min(M_, tiles * t / n * kTileRows), std::min(M_, tiles * (t + 1) / n * kTileRows), 0, panels_);
+      }
     }
   }
 

@@ -29,11 +29,14 @@ constexpr int kSmallRows = 4;                // rows (batch) up to which kSmall 
 constexpr int64_t kSmallWeights = 3 * 128 * 128;  // W values up to which kSmall serves (192 KiB of fp32)
 constexpr int kSmallRowsAnyWeights = 2;    // ... and for 1-2 rows whatever W's size (W is read once either way)
 constexpr int64_t kPackMinSteps = 8;
-constexpr int64_t kPanelMinRowSteps = 32;  // packing (one pass over W) costs about 10-30 row-steps of savings
+// Packing (one pass over W) costs about 10-30 row-steps of savings against MKL on one thread, and twice that
+// when both use two threads.
+constexpr int64_t kPanelMinRowSteps = 64;
 // Over kSmall's loops (1-4 rows) the panel loops are 1.5-3x faster per step but packing costs 1-4 steps' worth
 // (one core: M=1, 3H=192, H=64: 0.46 against 1.25 us a step, packing 1.8 us; M=1, H=512: 35 against 55 us,
 // packing 150 us): from 8 steps on.
 constexpr int64_t kPanelMinStepsOverSmall = 8;
+constexpr int64_t kPanelProjectRows = 64;  // T * B from which the input projection runs in the panel loops
 constexpr int kPanelMaxRows = 256;          // beyond, MKL's blocking for large products takes over
 constexpr double kPanelThreadFlops = 1.5e6;  // a step's product shared by threads from this size on
 
