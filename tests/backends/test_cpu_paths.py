@@ -99,10 +99,10 @@ def test_bf16_autocast_runs_bf16_products_with_bounded_error():
     """Under CPU autocast (bf16) the products run in bf16: results differ from fp32 (so the path is taken)
     by about bf16's precision, like torch.nn.GRU's own autocast error, and stay float32."""
     torch.manual_seed(5)
-    ref = torch.nn.GRU(64, 128)
-    fast = GRU(64, 128)
+    ref = torch.nn.GRU(256, 512)
+    fast = GRU(256, 512)
     fast.load_state_dict(ref.state_dict())
-    x = torch.randn(20, 4, 64)
+    x = torch.randn(20, 8, 256)  # the projection: 160 x 1536 x 256 = 63M multiply-adds
     with torch.no_grad():
         y32, _ = fast(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -133,7 +133,7 @@ def test_input_projection_small_rows_and_blas_equal_float64(rows, dtype, bias):
 
 
 def test_bf16_autocast_only_where_it_pays():
-    """Products under 1.5M multiply-adds stay float32 under autocast (bit-exact with a float32 call); larger
+    """Products under 16M multiply-adds stay float32 under autocast (bit-exact with a float32 call); larger
     step products run in bf16 (shown with a zero input, so only the recurrent product can round)."""
     torch.manual_seed(torch.seed() % 2**31)
     small = GRU(8, 32)
@@ -143,8 +143,8 @@ def test_bf16_autocast_only_where_it_pays():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y16, _ = small(x, h0)
     assert torch.equal(y16, y32)
-    big = GRU(16, 128)  # a step's product: 32 x 384 x 128 = 1.57M multiply-adds
-    x, h0 = torch.zeros(6, 32, 16), torch.randn(1, 32, 128)
+    big = GRU(16, 512)  # a step's product: 32 x 1536 x 512 = 25M multiply-adds
+    x, h0 = torch.zeros(6, 32, 16), torch.randn(1, 32, 512)
     with torch.no_grad():
         y32, _ = big(x, h0)
         with torch.autocast("cpu", dtype=torch.bfloat16):

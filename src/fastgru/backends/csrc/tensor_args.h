@@ -12,9 +12,10 @@ namespace {
 
 // A product of at least this many multiply-adds runs in bf16 under autocast; smaller ones stay float32.
 // oneDNN's bf16 GEMM plus the conversions cost a fixed few microseconds per call, which the faster
-// arithmetic repays only from here on (AMD EPYC, one thread, inference T=64: B*3H*H = 0.2M MACs per step
-// 0.45x float32's speed, 0.8M 0.6-0.9x, 1.6M 1.0-1.1x, 3.1M 1.2x, 6.3M 1.5x).
-constexpr int64_t kBf16MinMacs = 1500000;
+// arithmetic repays only on large products. Against the float32 panel loops (AMD EPYC, 2 threads, inference
+// T=64, bf16 for products from 1.5M multiply-adds): B*3H*H = 3.1M per step 0.71-0.94x float32's speed, 6.3M
+// 0.93-1.02x, 50M 1.34x; the projection of 512 x 64 x 384 = 12.6M made the whole call 0.57x.
+constexpr int64_t kBf16MinMacs = 16000000;
 
 // W_hh in bf16 for the step products of a bf16 (autocast) run whose product of `rows` rows is large enough
 // (kBf16MinMacs); undefined otherwise. Only float32 runs use it: a float64 model under autocast stays in
