@@ -111,18 +111,26 @@ def _short_series(fpp3) -> dict[str, object]:
     return out
 
 
+def _livestock(fpp3, state: str, prefix: str) -> dict[str, object]:
+    """Every Animal's monthly Count in one State of aus_livestock, named prefix + the animal's first word."""
+    live = fpp3.aus_livestock[fpp3.aus_livestock.State == state]
+    return {prefix + animal.split()[0].split(",")[0].lower(): g.Count.to_numpy(float)
+            for animal, g in live.groupby("Animal")}
+
+
+def _tourism_totals(fpp3, key: str) -> dict[str, object]:
+    """The quarterly total Trips of tourism per value of `key` (State or Purpose), summed over the rest."""
+    trips = fpp3.tourism.groupby([key, "Quarter"], sort=True).Trips.sum()
+    return {"tourism_" + value.lower().replace(" ", "_"): g.to_numpy(float)
+            for value, g in trips.groupby(level=key)}
+
+
 def fresh_short_series(fpp3) -> dict[str, object]:
     """The held-out short series, chosen by this rule before any of them was run: every Animal of
     aus_livestock in Victoria (monthly, 7), the total Trips of each State in tourism (summed over regions
     and purposes; quarterly, 8), every column of tute1 (quarterly, 3), souvenirs (monthly) and LakeHuron
     (annual): 20 series of fpp3 tables the short set above does not use, each given as one bare column."""
-    out = {}
-    live = fpp3.aus_livestock[fpp3.aus_livestock.State == "Victoria"]
-    for animal, g in live.groupby("Animal"):
-        out["livestock_vic_" + animal.split()[0].split(",")[0].lower()] = g.Count.to_numpy(float)
-    trips = fpp3.tourism.groupby(["State", "Quarter"], sort=True).Trips.sum()
-    for state, g in trips.groupby(level="State"):
-        out["tourism_" + state.lower().replace(" ", "_")] = g.to_numpy(float)
+    out = {**_livestock(fpp3, "Victoria", "livestock_vic_"), **_tourism_totals(fpp3, "State")}
     for c in ("Sales", "AdBudget", "GDP"):
         out["tute1_" + c.lower()] = fpp3.tute1[c].to_numpy(float)
     out["souvenirs"] = fpp3.souvenirs.Sales.to_numpy(float)
@@ -135,13 +143,7 @@ def second_fresh_series(fpp3) -> dict[str, object]:
     been used): every Animal of aus_livestock in New South Wales (monthly, 7), the total Trips of each
     Purpose in tourism (summed over regions; quarterly, 4) and the Food retailing turnover of each State in
     aus_retail (monthly, 8): 19 series, each given as one bare column."""
-    out = {}
-    live = fpp3.aus_livestock[fpp3.aus_livestock.State == "New South Wales"]
-    for animal, g in live.groupby("Animal"):
-        out["livestock_nsw_" + animal.split()[0].split(",")[0].lower()] = g.Count.to_numpy(float)
-    trips = fpp3.tourism.groupby(["Purpose", "Quarter"], sort=True).Trips.sum()
-    for purpose, g in trips.groupby(level="Purpose"):
-        out["tourism_" + purpose.lower()] = g.to_numpy(float)
+    out = {**_livestock(fpp3, "New South Wales", "livestock_nsw_"), **_tourism_totals(fpp3, "Purpose")}
     food = fpp3.aus_retail[fpp3.aus_retail.Industry == "Food retailing"]
     for state, g in food.groupby("State"):
         out["food_retail_" + "".join(w[0] for w in state.split()).lower()] = g.Turnover.to_numpy(float)
