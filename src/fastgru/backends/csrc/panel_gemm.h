@@ -1,11 +1,12 @@
-// PanelGemm: C[M,N] = A[M,K] @ op(W) (+ C) for a W reused at every step of a time loop, with our own
-// AVX-512 register-blocked microkernel. op(W) is packed once per call into column panels of 48 values
+// PanelGemm: C[M,N] = A[M,K] @ op(W) (+ C) (+ bias) for a W reused at every step of a time loop, or over the
+// many rows of the input projection, with our own AVX-512 register-blocked microkernel. op(W) is packed once per call into column panels of 48 values
 // (three vectors) laid out k-major, so each step streams one panel at a time (96 KiB at K=512, L2-resident)
 // and every row block of the batch reuses it; a tile of 8 rows x 48 columns keeps 24 accumulators in
 // registers, and each k costs 3 vector loads, 8 broadcasts and 24 FMAs (FMA-bound, no horizontal sums).
 // Why: at batches of 3-64 rows MKL's sgemm (plain or packed) ran at 30-65 GFLOP/s on one core of the AMD
 // EPYC it was measured on, where this loop runs near the core's FMA throughput (see docs/cpu.md).
-// Panels are split over threads when a step's product is large enough to repay the hand-off.
+// From 1.5 MFLOP on, threads share the panels (a step's product), or the row ranges when there are few
+// panels (a projection).
 // Float only, and only where the compiler targets AVX-512 (__AVX512F__); header-only, no ATen.
 #pragma once
 
